@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Kafka to Treasure Data forwarder.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Kafka to Treasure Data forwarder."
+)
 
 
 @app.callback()

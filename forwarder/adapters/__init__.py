@@ -1,0 +1,1 @@
+"""Thin adapters over aiokafka and httpx: foreign exceptions become result values here."""

@@ -1,0 +1,134 @@
+"""The producer for retry-tier and dead-letter topics: idempotent, ``acks=all``.
+
+``publish`` returns only once the broker acknowledged the record, retrying with backoff for
+as long as it takes (or until ``stop``): the source offset of a record is committed only after
+its copy is safe, so a broker outage here stalls commits instead of losing events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from forwarder.adapters.kafka_common import connection_kwargs
+from forwarder.config import KafkaConfig
+from forwarder.core.backoff import backoff_s
+from forwarder.errors import FatalError
+
+# Dead-lettered values are the original bytes, which can exceed the default 1 MB request.
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+TOPIC_CONFIG = {"max.message.bytes": str(MAX_REQUEST_BYTES)}
+
+
+class KafkaPublisher:
+    def __init__(self, config: KafkaConfig) -> None:
+        self._config = config
+        self._producer = AIOKafkaProducer(
+            **connection_kwargs(config),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_request_size=MAX_REQUEST_BYTES,
+        )
+        self._stopping = False
+        self._random = random.Random()
+        self.failures = 0
+
+    async def start(self) -> None:
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            await self._producer.stop()
+            raise FatalError(
+                f"cannot start the Kafka producer: {type(exc).__name__}: {exc}"
+            ) from None
+
+    async def publish(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> bool:
+        """Produce until acknowledged. False only when stopped before an acknowledgement."""
+        attempt = 0
+        while not self._stopping:
+            try:
+                await self._producer.send_and_wait(topic, value=value, key=key, headers=headers)
+            except KafkaError:
+                self.failures += 1
+                attempt += 1
+                await asyncio.sleep(backoff_s(attempt, 0.1, 5.0, self._random.uniform))
+                continue
+            return True
+        return False
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self._producer.stop()
+
+
+async def ensure_topics(
+    config: KafkaConfig, sources: Sequence[str], suffixes: Sequence[str]
+) -> list[str]:
+    """Create ``<source><suffix>`` topics that are missing, with the source's partition count.
+
+    Returns the names created. Raises ``FatalError`` with the broker's reason when it forbids
+    creating them (an operator then creates them by hand).
+    """
+    admin = AIOKafkaAdminClient(**connection_kwargs(config))
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        await admin.close()
+        raise FatalError(f"cannot reach Kafka at start-up: {type(exc).__name__}: {exc}") from None
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in sources if s not in existing]
+        if missing:
+            raise FatalError(
+                f"source topic(s) {', '.join(missing)} do not exist; create them first"
+            )
+        described = await admin.describe_topics(list(sources))
+        partitions = {d["topic"]: len(d["partitions"]) for d in described}
+        new = [
+            NewTopic(
+                f"{s}{suffix}",
+                partitions[s],
+                _replication(len(await _brokers(admin))),
+                TOPIC_CONFIG,
+            )
+            for s in sources
+            for suffix in suffixes
+            if f"{s}{suffix}" not in existing
+        ]
+        if not new:
+            return []
+        try:
+            response = await admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            return []
+        except KafkaError as exc:
+            raise FatalError(
+                f"cannot create topics {', '.join(t.name for t in new)}: {type(exc).__name__}; "
+                "create them by hand or grant CREATE on the cluster"
+            ) from None
+        for name, code, *_ in getattr(response, "topic_errors", []):
+            if code not in (0, 36):  # 36: already exists (another replica won the race)
+                raise FatalError(
+                    f"cannot create topic {name}: Kafka error code {code}; create it by hand or grant CREATE"
+                )
+        return [t.name for t in new]
+    finally:
+        await admin.close()
+
+
+async def _brokers(admin: AIOKafkaAdminClient) -> list[object]:
+    cluster = await admin.describe_cluster()
+    brokers: list[object] = cluster.get("brokers", [])
+    return brokers
+
+
+def _replication(brokers: int) -> int:
+    return max(1, min(3, brokers))

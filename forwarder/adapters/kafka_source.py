@@ -1,0 +1,119 @@
+"""The Kafka consumer: a consumer group member with manual commits.
+
+Thin over ``AIOKafkaConsumer``: start-up failures become ``FatalError``; a failed commit
+becomes ``False`` (the next commit, or the next owner of the partition, covers it: at least
+once). Rebalance callbacks are forwarded to the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from forwarder.adapters.kafka_common import connection_kwargs
+from forwarder.config import KafkaConfig
+from forwarder.errors import FatalError
+
+Callback = Callable[[set[TopicPartition]], Awaitable[None]]
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_revoked: Callback, on_assigned: Callback) -> None:
+        self._on_revoked = on_revoked
+        self._on_assigned = on_assigned
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self._on_assigned(set(assigned))
+
+
+class KafkaSource:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        topics: Sequence[str],
+        on_revoked: Callback,
+        on_assigned: Callback,
+        group_id: str | None = None,
+    ) -> None:
+        self._topics = list(topics)
+        self._consumer = AIOKafkaConsumer(
+            **connection_kwargs(config),
+            group_id=group_id or config.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=config.auto_offset_reset,
+            max_poll_records=config.fetch_max_records,
+            # Spread large backlogs evenly: a partition's fetch is capped so one hot
+            # partition cannot starve the others in a getmany() call.
+            max_partition_fetch_bytes=2 * 1024 * 1024,
+            fetch_max_wait_ms=100,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+        )
+        self._listener = _Listener(on_revoked, on_assigned)
+
+    async def start(self) -> None:
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            await self._consumer.stop()
+            raise FatalError(
+                f"cannot reach Kafka at start-up: {type(exc).__name__}: {exc}"
+            ) from None
+        self._consumer.subscribe(self._topics, listener=self._listener)
+
+    async def fetch(
+        self, timeout_s: float, max_records: int
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        try:
+            batches: dict[TopicPartition, list[ConsumerRecord]] = await self._consumer.getmany(
+                timeout_ms=max(0, int(timeout_s * 1000)), max_records=max_records
+            )
+        except KafkaError:
+            # Transient: aiokafka reconnects by itself; the next fetch tries again.
+            return {}
+        return batches
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment())
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self._consumer.paused())
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        parts = [p for p in partitions if p in self._consumer.assignment()]
+        if parts:
+            self._consumer.pause(*parts)
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        parts = [p for p in partitions if p in self._consumer.assignment()]
+        if parts:
+            self._consumer.resume(*parts)
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self._consumer.seek(partition, offset)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> bool:
+        if not offsets:
+            return True
+        try:
+            await self._consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+        except KafkaError:
+            return False
+        return True
+
+    async def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        try:
+            result: dict[TopicPartition, int] = await self._consumer.end_offsets(list(partitions))
+        except KafkaError:
+            return {}
+        return result
+
+    async def stop(self) -> None:
+        await self._consumer.stop()

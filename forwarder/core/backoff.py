@@ -1,0 +1,31 @@
+"""The retry schedule: exponential backoff with full jitter, capped (pure; randomness passed in).
+
+Full jitter (a uniform wait in [0, min(cap, base * 2**n)]) spreads a crowd of failed requests
+over the whole window instead of letting them retry in lock-step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def backoff_s(
+    attempt: int, initial_s: float, max_s: float, uniform: Callable[[float, float], float]
+) -> float:
+    """Seconds to wait before retry number ``attempt`` (1 for the first retry)."""
+    ceiling = min(max_s, initial_s * (2 ** max(0, attempt - 1)))
+    return uniform(0.0, ceiling)
+
+
+def retry_delay_s(
+    attempt: int,
+    initial_s: float,
+    max_s: float,
+    uniform: Callable[[float, float], float],
+    retry_after_s: float | None,
+) -> float:
+    """The wait before the next try: the endpoint's ``Retry-After`` when it gave one, at least."""
+    delay = backoff_s(attempt, initial_s, max_s, uniform)
+    if retry_after_s is not None:
+        delay = max(delay, retry_after_s)
+    return delay

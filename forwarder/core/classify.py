@@ -1,0 +1,217 @@
+"""Classification: one pure, total function from a request's outcome to what to do next.
+
+The outcome is a ``SendResult`` (a transport error, or an HTTP status with its body and
+``Retry-After``); the answer is a ``Decision``. A ``Policy`` maps ``"status:code"`` or
+``"status"`` to an action; its defaults are design.md's error-code table, and the
+configuration's ``[policy]`` section overrides any row.
+
+The endpoint's numeric code is read from the JSON error body. Its field name is not
+documented, so ``code``, ``error_code``, ``error.code`` and ``errors[0].code`` (number or
+numeric string) are all accepted; with none, or a body that is not JSON, the status decides.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+class Action(enum.Enum):
+    ACK = "ack"
+    RETRY = "retry"
+    ISOLATE = "isolate"  # split until the bad events are alone, dead-letter those
+    SPLIT = "split"  # request too large: halve and resend
+    DEAD_LETTER = "dead-letter"
+    PAUSE = "pause"  # systemic fault: stop consuming and probe
+    PARTIAL = "partial"  # per-event receipts: ack the successes, retry the failures
+
+
+CONFIGURABLE = {Action.RETRY, Action.ISOLATE, Action.SPLIT, Action.DEAD_LETTER, Action.PAUSE}
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What one HTTP request came to, as a value: the HTTP sink never raises."""
+
+    status: int | None = None
+    body: bytes = b""
+    retry_after_s: float | None = None
+    transport_error: str | None = None
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    status: int | None = None
+    code: int | None = None
+    detail: str = ""
+    retry_after_s: float | None = None
+    # For PARTIAL: one flag per event of the request, True when the endpoint accepted it.
+    accepted: tuple[bool, ...] = ()
+
+
+CODE_MEANINGS: dict[int, str] = {
+    1001: "a backend was unreachable",
+    1002: "a backend timed out",
+    1003: "a backend failed",
+    1004: "a backend failed",
+    1005: "a backend failed",
+    2001: "stream not found",
+    2002: "stream backend failed",
+    2003: "throttled: stream limit",
+    2011: "function not found",
+    2012: "function backend failed",
+    2013: "throttled: function concurrency",
+    2014: "function failed",
+    2015: "function timed out",
+    2021: "backend failed",
+    3000: "token not provided",
+    3001: "token not in the configuration",
+    3002: "token account conflicts with the API key's account",
+    3003: "token in an invalid format",
+    3004: "invalid event object",
+    3010: "token configured with an inconsistent reactor",
+    9999: "unknown backend error",
+}
+
+_DEFAULTS: dict[str, Action] = {
+    "400:3000": Action.PAUSE,
+    "400:3001": Action.PAUSE,
+    "400:3002": Action.PAUSE,
+    "400:3003": Action.PAUSE,
+    "400:3004": Action.ISOLATE,
+    "400:3010": Action.PAUSE,
+    "401": Action.PAUSE,
+    "403": Action.PAUSE,
+    "404": Action.DEAD_LETTER,
+    "413": Action.SPLIT,
+    "429": Action.RETRY,
+    "500:2001": Action.PAUSE,
+    "500:2011": Action.PAUSE,
+    "500": Action.RETRY,
+    "502": Action.RETRY,
+    "503": Action.RETRY,
+    "504": Action.RETRY,
+    "transport": Action.RETRY,
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Actions by ``"status:code"``, then ``"status"``, then the class of the status."""
+
+    rules: Mapping[str, Action] = field(default_factory=lambda: dict(_DEFAULTS))
+
+    @classmethod
+    def with_overrides(cls, overrides: Mapping[str, Action]) -> Policy:
+        return cls({**_DEFAULTS, **overrides})
+
+    def action_for(self, status: int | None, code: int | None) -> Action:
+        if status is None:
+            return self.rules.get("transport", Action.RETRY)
+        if code is not None:
+            action = self.rules.get(f"{status}:{code}")
+            if action is not None:
+                return action
+        action = self.rules.get(str(status))
+        if action is not None:
+            return action
+        if status >= 500:
+            return Action.RETRY
+        if status == 408:
+            return Action.RETRY
+        return Action.DEAD_LETTER
+
+
+def _as_code(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def error_code(body: bytes) -> int | None:
+    """The endpoint's numeric code in an error body, whatever documented shape it takes."""
+    if not body:
+        return None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    for key in ("code", "error_code"):
+        code = _as_code(data.get(key))
+        if code is not None:
+            return code
+    error = data.get("error")
+    if isinstance(error, dict):
+        code = _as_code(error.get("code"))
+        if code is not None:
+            return code
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        return _as_code(errors[0].get("code"))
+    return None
+
+
+def receipts(body: bytes, count: int) -> tuple[bool, ...] | None:
+    """Per-event results from a ``receipts`` body, or None when there is no usable list."""
+    if not body:
+        return None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    items = data.get("receipts") if isinstance(data, dict) else None
+    if not isinstance(items, list) or len(items) != count:
+        return None
+    return tuple(isinstance(item, dict) and item.get("success") is True for item in items)
+
+
+def describe(status: int | None, code: int | None) -> str:
+    if status is None:
+        return "transport error"
+    meaning = CODE_MEANINGS.get(code, "") if code is not None else ""
+    text = f"HTTP {status}" + (f" code {code}" if code is not None else "")
+    return f"{text}: {meaning}" if meaning else text
+
+
+def classify(result: SendResult, policy: Policy, event_count: int) -> Decision:
+    """Decide what a request's outcome means for its events. Total: never raises."""
+    if result.status is None:
+        return Decision(
+            policy.action_for(None, None),
+            detail=f"transport error: {result.transport_error or 'unknown'}",
+        )
+    status = result.status
+    if status in (200, 204, 206):
+        accepted = receipts(result.body, event_count) if status != 204 else None
+        if accepted is None:
+            if status == 206:
+                # A partial answer we cannot read: treat every event as failed, safely retried.
+                return Decision(Action.RETRY, status, detail="206 without readable receipts")
+            return Decision(Action.ACK, status)
+        if all(accepted):
+            return Decision(Action.ACK, status)
+        return Decision(
+            Action.PARTIAL, status, accepted=accepted, detail="some events were not accepted"
+        )
+    if 200 <= status < 300:
+        return Decision(Action.ACK, status)
+    code = error_code(result.body)
+    return Decision(
+        policy.action_for(status, code),
+        status,
+        code,
+        detail=describe(status, code),
+        retry_after_s=result.retry_after_s,
+    )

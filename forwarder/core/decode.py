@@ -1,0 +1,121 @@
+"""Decode, validate and transform one Kafka record into an event ready to send, or a failure.
+
+Pure: the schema registry, the routes and the record come in; an ``Event`` (the encoded JSON
+with ``uuid`` and ``time`` set, its destination) or a ``Failure`` (reason and detail for the
+dead-letter headers) comes out. Never raises on bad input.
+
+Transform rules (design.md section 1):
+
+- ``uuid`` is the endpoint's deduplication key, so it must be the same for every delivery of
+  one event: a UUIDv5 of ``event_id`` when the event has one, else a UUIDv5 of the event's
+  first coordinates ``topic/partition/offset`` (kept in headers through retry tiers and
+  replays). Any ``uuid`` the producer set is replaced: the forwarder owns that column.
+- ``time`` (Unix seconds) is kept when present and an integer; otherwise derived from the
+  RFC 3339 ``timestamp``, and failing that from the Kafka record timestamp.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+
+from forwarder.core.headers import Failure, origin_of
+from forwarder.core.records import Origin, RecordLike
+
+MAX_EVENT_BYTES = 1_000_000
+# A fixed namespace so every replica, version and replay derives the same uuid.
+UUID_NAMESPACE = uuid.UUID("6f1c9a52-4d0e-5b8a-9f57-2a3c1e7d9b40")
+
+
+class ValidationFailureLike(Protocol):
+    @property
+    def reason(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+
+
+class Validator(Protocol):
+    def validate(self, event: dict[str, Any]) -> ValidationFailureLike | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A valid event: its encoded JSON (as sent) and where it goes."""
+
+    record: RecordLike
+    destination: str
+    body: bytes
+    uuid: str
+
+
+def event_uuid(event: dict[str, Any], origin: Origin) -> str:
+    event_id = event.get("event_id")
+    if isinstance(event_id, str) and event_id:
+        return str(uuid.uuid5(UUID_NAMESPACE, event_id))
+    return str(uuid.uuid5(UUID_NAMESPACE, f"{origin.topic}/{origin.partition}/{origin.offset}"))
+
+
+def event_time(event: dict[str, Any], record_timestamp_ms: int) -> int | None:
+    stamp = event.get("timestamp")
+    if isinstance(stamp, str):
+        try:
+            parsed = datetime.fromisoformat(stamp)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return int(parsed.timestamp())
+    if record_timestamp_ms >= 0:
+        return record_timestamp_ms // 1000
+    return None
+
+
+class Decoder:
+    """Turns records into ``Event`` or ``Failure``; one per pipeline, reused for every record."""
+
+    def __init__(self, validator: Validator, destination_for: Callable[[str], str]) -> None:
+        self._validator = validator
+        self._destination_for = destination_for
+        self._destinations: dict[str, str] = {}
+
+    def decode(self, record: RecordLike) -> Event | Failure:
+        value = record.value
+        if value is None:
+            return Failure("invalid_json", "the record has no value (a tombstone)")
+        if len(value) > MAX_EVENT_BYTES:
+            return Failure(
+                "too_large", f"the event is {len(value)} bytes; the endpoint takes at most 1000000"
+            )
+        try:
+            event = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            return Failure("invalid_json", f"not valid UTF-8 JSON: {exc}")
+        if not isinstance(event, dict):
+            return Failure(
+                "not_an_object", f"the event is a JSON {type(event).__name__}, not an object"
+            )
+        failure = self._validator.validate(event)
+        if failure is not None:
+            return Failure(failure.reason, failure.detail)
+        origin = origin_of(record)
+        event_id = event_uuid(event, origin)
+        event["uuid"] = event_id
+        stamp = event.get("time")
+        if not isinstance(stamp, int) or isinstance(stamp, bool):
+            derived = event_time(event, origin.timestamp_ms)
+            if derived is not None:
+                event["time"] = derived
+        body = orjson.dumps(event)
+        if len(body) > MAX_EVENT_BYTES:
+            return Failure("too_large", f"the event is {len(body)} bytes with uuid and time added")
+        event_type: str = event["event_type"]
+        destination = self._destinations.get(event_type)
+        if destination is None:
+            destination = self._destinations[event_type] = self._destination_for(event_type)
+        return Event(record, destination, body, event_id)

@@ -1,0 +1,108 @@
+"""Offset tracking: which offset may be committed, per partition, and which partitions to pause.
+
+A record is *done* once its event was accepted by the endpoint or its copy acknowledged on a
+retry or dead-letter topic. The committable offset of a partition is the lowest offset not
+yet done (or one past the highest seen when everything is done): committing it can never
+skip an unfinished record, whatever order records finish in.
+
+Records of a partition arrive in increasing offset order (Kafka guarantees it per fetch
+position); a record seen again after a rebalance is tracked afresh.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+
+Partition = Hashable
+
+
+@dataclass(slots=True)
+class _PartitionState:
+    pending: deque[int] = field(default_factory=deque)
+    done: set[int] = field(default_factory=set)
+    next_offset: int | None = None
+    committed: int | None = None
+
+
+class OffsetTracker:
+    def __init__(self, max_pending: int) -> None:
+        self.max_pending = max_pending
+        self._partitions: dict[Partition, _PartitionState] = {}
+
+    def add(self, partition: Partition, offset: int) -> None:
+        state = self._partitions.get(partition)
+        if state is None:
+            state = self._partitions[partition] = _PartitionState()
+        if state.pending and offset <= state.pending[-1]:
+            # A re-fetch after a seek: forget what was pending above it, it will come again.
+            while state.pending and state.pending[-1] >= offset:
+                state.done.discard(state.pending.pop())
+        state.pending.append(offset)
+        state.next_offset = offset + 1
+
+    def done(self, partition: Partition, offset: int) -> None:
+        """Mark a record done. Unknown partitions or offsets (revoked meanwhile) are ignored."""
+        state = self._partitions.get(partition)
+        if state is None or not state.pending or offset < state.pending[0]:
+            return
+        if offset == state.pending[0]:
+            state.pending.popleft()
+            while state.pending and state.pending[0] in state.done:
+                state.done.remove(state.pending.popleft())
+        else:
+            state.done.add(offset)
+
+    def committable(self, partition: Partition) -> int | None:
+        """The offset to commit (the next record to read), or None when nothing was seen."""
+        state = self._partitions.get(partition)
+        if state is None:
+            return None
+        if state.pending:
+            return state.pending[0]
+        return state.next_offset
+
+    def to_commit(self) -> dict[Partition, int]:
+        """Offsets that moved since the last :meth:`mark_committed`."""
+        result: dict[Partition, int] = {}
+        for partition, state in self._partitions.items():
+            offset = state.pending[0] if state.pending else state.next_offset
+            if offset is not None and offset != state.committed:
+                result[partition] = offset
+        return result
+
+    def mark_committed(self, offsets: dict[Partition, int]) -> None:
+        for partition, offset in offsets.items():
+            state = self._partitions.get(partition)
+            if state is not None:
+                state.committed = offset
+
+    def pending(self, partition: Partition) -> int:
+        state = self._partitions.get(partition)
+        return len(state.pending) if state else 0
+
+    def total_pending(self) -> int:
+        return sum(len(s.pending) for s in self._partitions.values())
+
+    def over_limit(self) -> set[Partition]:
+        """Partitions to pause: as many records pending as the bound allows."""
+        return {p for p, s in self._partitions.items() if len(s.pending) >= self.max_pending}
+
+    def under_resume_mark(self, partitions: Iterable[Partition]) -> set[Partition]:
+        """Of the given paused partitions, those drained to half the bound: resume them.
+
+        Resuming at half rather than just under the bound avoids pausing and resuming on
+        every record.
+        """
+        mark = self.max_pending // 2
+        return {p for p in partitions if self.pending(p) <= mark}
+
+    def forget(self, partitions: Iterable[Partition]) -> None:
+        """Drop revoked partitions: late results for them will be ignored."""
+        for partition in partitions:
+            self._partitions.pop(partition, None)
+
+    @property
+    def partitions(self) -> list[Partition]:
+        return list(self._partitions)

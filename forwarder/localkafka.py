@@ -1,0 +1,455 @@
+"""A real Apache Kafka broker on loopback, from the jars on Maven Central, with no Docker.
+
+Used by the test fixtures, ``forwarder demo`` and the benchmarks. ``ensure_kafka_jars`` fetches
+``org.apache.kafka:kafka_2.13`` and its runtime dependencies with Maven into a cache outside the
+repository (``$FORWARDER_CACHE_DIR`` or ``~/.cache/forwarder``); ``KafkaCluster`` formats KRaft
+log directories in a temp folder and runs one combined broker+controller node, or three for
+fault tests, on free 127.0.0.1 ports. Broker output goes to files in the work directory, never
+to the caller's terminal. Java processes are killed at interpreter exit even after a failure.
+
+Command line (a developer tool)::
+
+    python -m forwarder.localkafka fetch          # fill the jar cache (setup step)
+    python -m forwarder.localkafka run --nodes 1  # start, print bootstrap servers, Ctrl-C stops
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+KAFKA_VERSION = "4.3.0"
+# Kafka's slf4j 1.x API comes without a binding; these make its log4j2 output work.
+SLF4J_VERSION = "2.0.17"
+LOG4J_VERSION = "2.25.4"
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.forwarder</groupId>
+  <artifactId>kafka-broker</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{kafka}</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId>
+      <version>{slf4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId>
+      <version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J2 = """status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = {log_file}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("FORWARDER_CACHE_DIR") or Path.home() / ".cache" / "forwarder"
+    return Path(root) / f"kafka-{KAFKA_VERSION}"
+
+
+def ensure_kafka_jars() -> Path:
+    """The directory of the broker's jars, downloading them once with Maven.
+
+    The download goes to a temp directory renamed into place, and a marker file says the cache is
+    complete, so an interrupted download never leaves a half cache behind.
+    """
+    target = cache_dir()
+    libs = target / "libs"
+    if (target / "COMPLETE").exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise RuntimeError(
+            "Maven (mvn) is needed to fetch the Kafka jars; install it or fill the cache"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="kafka-jars-", dir=target.parent))
+    try:
+        (work / "pom.xml").write_text(
+            _POM.format(kafka=KAFKA_VERSION, slf4j=SLF4J_VERSION, log4j=LOG4J_VERSION)
+        )
+        result = subprocess.run(
+            [
+                mvn,
+                "-q",
+                "-B",
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                "-DoutputDirectory=libs",
+            ],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"mvn could not fetch Kafka {KAFKA_VERSION}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+            )
+        (work / "COMPLETE").write_text(KAFKA_VERSION)
+        if target.exists():
+            shutil.rmtree(target)
+        work.rename(target)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return libs
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+@atexit.register
+def _kill_all() -> None:
+    for process in list(_LIVE):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@dataclass
+class _Node:
+    node_id: int
+    port: int
+    controller_port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "server.log"
+
+
+class KafkaCluster:
+    """One (combined broker+controller) or three KRaft nodes on 127.0.0.1."""
+
+    def __init__(self, nodes: int = 1, heap_mb: int = 512, workdir: Path | None = None) -> None:
+        if nodes not in (1, 3):
+            raise ValueError("nodes must be 1 or 3")
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="forwarder-kafka-"))
+        self.heap_mb = heap_mb
+        self.nodes = [
+            _Node(i + 1, free_port(), free_port(), self.workdir / f"node{i + 1}")
+            for i in range(nodes)
+        ]
+        self._libs: Path | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    @property
+    def log_files(self) -> list[Path]:
+        return [n.log_file for n in self.nodes]
+
+    def _properties(self, node: _Node) -> str:
+        replication = min(3, len(self.nodes))
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        quorum = (
+            f"controller.quorum.bootstrap.servers=127.0.0.1:{node.controller_port}"
+            if len(self.nodes) == 1
+            else f"controller.quorum.voters={voters}"
+        )
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                f"node.id={node.node_id}",
+                quorum,
+                f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={node.directory / 'data'}",
+                "num.partitions=1",
+                "auto.create.topics.enable=true",
+                f"offsets.topic.replication.factor={replication}",
+                "offsets.topic.num.partitions=10",
+                f"transaction.state.log.replication.factor={replication}",
+                f"transaction.state.log.min.isr={min(2, replication)}",
+                f"share.coordinator.state.topic.replication.factor={replication}",
+                f"share.coordinator.state.topic.min.isr={min(2, replication)}",
+                f"min.insync.replicas={min(2, replication)}",
+                f"default.replication.factor={replication}",
+                "group.initial.rebalance.delay.ms=0",
+                "log.flush.interval.messages=9223372036854775807",
+                "",
+            ]
+        )
+
+    def _java(self, *args: str, node: _Node) -> list[str]:
+        assert self._libs is not None
+        return [
+            "java",
+            f"-Xms{self.heap_mb // 2}m",
+            f"-Xmx{self.heap_mb}m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={node.directory / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={node.directory}",
+            "-cp",
+            f"{self._libs}/*",
+            *args,
+        ]
+
+    def _format(self) -> None:
+        cluster_id = _cluster_id()
+        for node in self.nodes:
+            node.directory.mkdir(parents=True, exist_ok=True)
+            (node.directory / "server.properties").write_text(self._properties(node))
+            (node.directory / "log4j2.properties").write_text(
+                _LOG4J2.format(log_file=node.log_file)
+            )
+            extra = ["--standalone"] if len(self.nodes) == 1 else []
+            command = self._java(
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(node.directory / "server.properties"),
+                *extra,
+                node=node,
+            )
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise RuntimeError(
+                    f"formatting node {node.node_id} failed: {result.stdout}{result.stderr}"
+                )
+
+    def start(self, timeout: float = 120.0) -> None:
+        self._libs = ensure_kafka_jars()
+        self._format()
+        for index in range(len(self.nodes)):
+            self.start_node(index, wait=False)
+        self.wait_ready(timeout)
+
+    def start_node(self, index: int, wait: bool = True, timeout: float = 60.0) -> None:
+        node = self.nodes[index]
+        with (node.directory / "stdout.log").open("ab") as out:
+            node.process = subprocess.Popen(
+                self._java("kafka.Kafka", str(node.directory / "server.properties"), node=node),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        _LIVE.add(node.process)
+        if wait:
+            self.wait_ready(timeout, nodes=[node])
+
+    def wait_ready(self, timeout: float, nodes: list[_Node] | None = None) -> None:
+        """Wait until every node answers a metadata request, or raise with the log's tail."""
+        deadline = time.monotonic() + timeout
+        for node in nodes or self.nodes:
+            while True:
+                if node.process is not None and node.process.poll() is not None:
+                    raise RuntimeError(f"Kafka node {node.node_id} exited: {self._tail(node)}")
+                if _answers_metadata(f"127.0.0.1:{node.port}"):
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"Kafka node {node.node_id} not ready in {timeout}s: {self._tail(node)}"
+                    )
+                time.sleep(0.2)
+
+    def _tail(self, node: _Node) -> str:
+        text = ""
+        for path in (node.directory / "stdout.log", node.log_file):
+            if path.exists():
+                text += path.read_text(errors="replace")[-1500:]
+        return text
+
+    def kill_node(self, index: int) -> None:
+        """SIGKILL one node: the crash a fault test wants."""
+        node = self.nodes[index]
+        if node.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.process.pid, signal.SIGKILL)
+            node.process.wait()
+            _LIVE.discard(node.process)
+            node.process = None
+
+    def stop_node(self, index: int, timeout: float = 20.0) -> None:
+        node = self.nodes[index]
+        process = node.process
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_node(index)
+            return
+        _LIVE.discard(process)
+        node.process = None
+
+    def stop(self) -> None:
+        # Controlled shutdown of a lone controller can wait on a quorum that is gone: a short
+        # grace, then SIGKILL. The data is thrown away anyway.
+        for node in self.nodes:
+            if node.process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10.0
+        for index, node in enumerate(self.nodes):
+            if node.process is None:
+                continue
+            try:
+                node.process.wait(max(0.1, deadline - time.monotonic()))
+                _LIVE.discard(node.process)
+                node.process = None
+            except subprocess.TimeoutExpired:
+                self.kill_node(index)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> KafkaCluster:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _answers_metadata(bootstrap: str) -> bool:
+    """True when the broker serves a metadata request (run on a private loop and thread)."""
+    host, _, port = bootstrap.rpartition(":")
+    try:
+        # A plain connect first: aiokafka logs every refused connection at error level.
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        result.append(asyncio.run(_probe(bootstrap)))
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(15)
+    return bool(result and result[0])
+
+
+async def _probe(bootstrap: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    try:
+        await admin.start()
+        cluster = await admin.describe_cluster()
+        return bool(cluster.get("brokers"))
+    except (TimeoutError, KafkaError, OSError):
+        return False
+    finally:
+        await admin.close()
+
+
+async def create_topic(
+    bootstrap: str, name: str, partitions: int, replication: int = 1, wait_s: float = 30.0
+) -> None:
+    """Create a topic and wait until every partition has a leader."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics([NewTopic(name, partitions, replication)])
+        deadline = time.monotonic() + wait_s
+        while True:
+            described = await admin.describe_topics([name])
+            parts = described[0].get("partitions", []) if described else []
+            if (
+                described
+                and described[0].get("error_code", 0) == 0
+                and len(parts) == partitions
+                and all(p.get("leader", -1) >= 0 for p in parts)
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topic {name} has no leaders after {wait_s}s")
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m forwarder.localkafka", description=__doc__.splitlines()[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("fetch", help="download the Kafka jars into the cache")
+    run = sub.add_parser("run", help="start a local cluster until Ctrl-C")
+    run.add_argument("--nodes", type=int, default=1, choices=(1, 3))
+    args = parser.parse_args(argv)
+    if args.command == "fetch":
+        print(f"Kafka {KAFKA_VERSION} jars in {ensure_kafka_jars()}")
+        return 0
+    cluster = KafkaCluster(nodes=args.nodes)
+    started = time.monotonic()
+    cluster.start()
+    print(
+        f"Kafka {KAFKA_VERSION} up in {time.monotonic() - started:.1f}s: {cluster.bootstrap_servers}",
+        flush=True,
+    )
+    print(f"broker logs: {', '.join(map(str, cluster.log_files))}", flush=True)
+    signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        signal.sigwait(signals)
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Prometheus metrics: prefix ``forwarder_``, units in names, low-cardinality labels only.
+
+One ``Metrics`` per pipeline, each with its own registry, so tests can run several pipelines
+in one process. Labels are bounded sets: destinations come from config routes, reasons,
+statuses and codes from fixed tables; never an event field or a key.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter(
+            "forwarder_events_consumed", "Records read from Kafka", ["topic"], registry=r
+        )
+        self.forwarded = Counter(
+            "forwarder_events_forwarded",
+            "Events accepted by the endpoint",
+            ["destination"],
+            registry=r,
+        )
+        self.retried = Counter(
+            "forwarder_events_retried",
+            "Events sent again or parked on a retry tier",
+            ["tier", "status", "code"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "forwarder_events_dead_lettered",
+            "Events written to a dead-letter topic",
+            ["reason", "status", "code"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "forwarder_http_requests",
+            "HTTP requests to the endpoint by outcome",
+            ["status", "code"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "forwarder_http_request_duration_seconds",
+            "HTTP request duration",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.batch_events = Histogram(
+            "forwarder_batch_size_events",
+            "Events per request",
+            buckets=(1, 5, 10, 25, 50, 100, 200, 300, 400, 500),
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "forwarder_http_requests_in_flight", "Requests in flight", registry=r
+        )
+        self.paused = Gauge(
+            "forwarder_paused", "1 while paused on a systemic endpoint fault", ["code"], registry=r
+        )
+        self.lag = Gauge(
+            "forwarder_consumer_lag_records",
+            "Records behind the log end",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.oldest_pending_age = Gauge(
+            "forwarder_oldest_uncommitted_record_age_seconds",
+            "Age of the oldest record not yet done",
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "forwarder_commit_duration_seconds",
+            "Offset commit latency",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+            registry=r,
+        )
+        self.isolated = Counter(
+            "forwarder_events_isolated",
+            "Events found bad by splitting a rejected batch",
+            registry=r,
+        )
+        self.isolation_requests = Counter(
+            "forwarder_isolation_extra_requests",
+            "Extra requests spent splitting rejected batches",
+            registry=r,
+        )

@@ -1,0 +1,182 @@
+"""Realistic clickstream traffic, with bad events of every kind, for the demo, tests and benchmarks.
+
+``TrafficGenerator`` is pure and seeded: the same seed gives the same events, so a test can
+know in advance which events are bad and why. ``produce`` writes them to Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+EVENT_TYPES = (
+    "page_view",
+    "product_view",
+    "add_to_cart",
+    "remove_from_cart",
+    "purchase",
+    "search",
+    "identify",
+)
+# Rough shape of a storefront's traffic: mostly page and product views.
+WEIGHTS = (45, 25, 10, 3, 4, 10, 3)
+BAD_KINDS = ("invalid_json", "not_an_object", "schema_violation", "unknown_event_type", "too_large")
+DEVICES = ("desktop", "mobile", "tablet")
+AGENTS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1",
+)
+QUERIES = (
+    "running shoes",
+    "rain jacket",
+    "usb-c cable",
+    "espresso machine",
+    "desk lamp",
+    "yoga mat",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    key: bytes
+    value: bytes
+    bad: str | None  # the dead-letter reason this event must get, or None when valid
+    event_id: str | None
+
+
+class TrafficGenerator:
+    def __init__(self, seed: int = 0, bad_ratio: float = 0.0, run_id: str = "run") -> None:
+        self._rng = random.Random(seed)
+        self.bad_ratio = bad_ratio
+        self.run_id = run_id
+        self._count = 0
+
+    def _common(self, event_type: str, user: int, now: float) -> dict[str, Any]:
+        rng = self._rng
+        self._count += 1
+        stamp = (
+            datetime.fromtimestamp(now, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+        return {
+            "event_id": f"{self.run_id}-{self._count}",
+            "event_type": event_type,
+            "user_id": f"user-{user}",
+            "td_client_id": f"{user:08x}-{user * 7 % 65536:04x}-4a1b-9c2d-{user * 13:012x}"[:36],
+            "timestamp": stamp,
+            "page_url": f"https://shop.example.com/{event_type.replace('_', '-')}/{rng.randrange(1, 5000)}",
+            "referrer": rng.choice(("https://www.google.com/", "https://shop.example.com/", "")),
+            "user_agent": rng.choice(AGENTS),
+            "device_type": rng.choice(DEVICES),
+            "session_id": f"s-{user}-{int(now) // 1800}",
+        }
+
+    def valid(self, now: float | None = None) -> dict[str, Any]:
+        rng = self._rng
+        now = time.time() if now is None else now
+        event_type = rng.choices(EVENT_TYPES, WEIGHTS)[0]
+        event = self._common(event_type, rng.randrange(1, 100_000), now)
+        product = f"sku-{rng.randrange(1, 20_000):05d}"
+        price = round(rng.uniform(2, 400), 2)
+        if event_type in ("product_view", "add_to_cart", "remove_from_cart"):
+            event.update(product_id=product, price=price, currency="USD")
+            if event_type != "product_view":
+                event["quantity"] = rng.randrange(1, 4)
+        elif event_type == "purchase":
+            items: list[dict[str, Any]] = [
+                {
+                    "product_id": f"sku-{rng.randrange(1, 20_000):05d}",
+                    "price": round(rng.uniform(2, 200), 2),
+                    "quantity": rng.randrange(1, 3),
+                }
+                for _ in range(rng.randrange(1, 4))
+            ]
+            total = round(sum(i["price"] * i["quantity"] for i in items), 2)
+            event.update(order_id=f"o-{self._count}", items=items, total=total, currency="USD")
+        elif event_type == "search":
+            event.update(query=rng.choice(QUERIES), results_count=rng.randrange(0, 200))
+        elif event_type == "identify":
+            event.update(
+                traits={
+                    "plan": rng.choice(("free", "plus")),
+                    "country": rng.choice(("US", "JP", "FR")),
+                }
+            )
+        else:
+            event["title"] = "Shop"
+        return event
+
+    def bad(self, kind: str, now: float | None = None) -> bytes:
+        event = self.valid(now)
+        if kind == "invalid_json":
+            return orjson.dumps(event)[:-7]
+        if kind == "not_an_object":
+            return orjson.dumps([event["event_id"], event["event_type"]])
+        if kind == "schema_violation":
+            event["timestamp"] = "yesterday"
+            return orjson.dumps(event)
+        if kind == "unknown_event_type":
+            event["event_type"] = "page_vieww"
+            return orjson.dumps(event)
+        if kind == "too_large":
+            event["blob"] = "x" * 1_000_001
+            return orjson.dumps(event)
+        raise ValueError(f"unknown bad kind {kind!r}")
+
+    def next(self, now: float | None = None) -> Generated:
+        if self.bad_ratio and self._rng.random() < self.bad_ratio:
+            kind = self._rng.choice(BAD_KINDS)
+            value = self.bad(kind, now)
+            return Generated(f"user-{self._count}".encode(), value, kind, None)
+        event = self.valid(now)
+        return Generated(event["user_id"].encode(), orjson.dumps(event), None, event["event_id"])
+
+    def take(self, count: int) -> Iterator[Generated]:
+        for _ in range(count):
+            yield self.next()
+
+
+async def produce(
+    bootstrap_servers: str,
+    topic: str,
+    generator: TrafficGenerator,
+    count: int,
+    rate: float | None = None,
+) -> list[Generated]:
+    """Produce ``count`` events (at ``rate`` per second when given); return what was sent."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        linger_ms=20,
+        max_batch_size=256 * 1024,
+        max_request_size=4 * 1024 * 1024,
+    )
+    await producer.start()
+    sent: list[Generated] = []
+    started = time.monotonic()
+    try:
+        pending = []
+        for index, item in enumerate(generator.take(count)):
+            if rate:
+                ahead = started + index / rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            pending.append(await producer.send(topic, value=item.value, key=item.key))
+            sent.append(item)
+            if len(pending) >= 2000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent

@@ -1,0 +1,106 @@
+import pytest
+
+from forwarder.core.classify import Action, Policy, SendResult, classify, error_code
+
+POLICY = Policy()
+
+
+def _error(status: int, code: int | None = None, shape: str = "error.code") -> SendResult:
+    if code is None:
+        return SendResult(status=status, body=b"")
+    bodies = {
+        "code": f'{{"code": {code}}}',
+        "error_code": f'{{"error_code": "{code}"}}',
+        "error.code": f'{{"error": {{"code": {code}, "message": "m"}}}}',
+        "errors[0].code": f'{{"errors": [{{"code": "{code}"}}]}}',
+    }
+    return SendResult(status=status, body=bodies[shape].encode())
+
+
+TABLE = [
+    (200, None, Action.ACK),
+    (204, None, Action.ACK),
+    (400, 3000, Action.PAUSE),
+    (400, 3001, Action.PAUSE),
+    (400, 3002, Action.PAUSE),
+    (400, 3003, Action.PAUSE),
+    (400, 3004, Action.ISOLATE),
+    (400, 3010, Action.PAUSE),
+    (400, None, Action.DEAD_LETTER),
+    (401, None, Action.PAUSE),
+    (403, None, Action.PAUSE),
+    (404, None, Action.DEAD_LETTER),
+    (413, None, Action.SPLIT),
+    (429, 2003, Action.RETRY),
+    (429, 2013, Action.RETRY),
+    *[
+        (500, c, Action.RETRY)
+        for c in (1001, 1002, 1003, 1004, 1005, 2002, 2012, 2014, 2015, 2021, 9999)
+    ],
+    (500, 2001, Action.PAUSE),
+    (500, 2011, Action.PAUSE),
+    (500, None, Action.RETRY),
+    (502, None, Action.RETRY),
+    (503, None, Action.RETRY),
+    (504, None, Action.RETRY),
+    (418, None, Action.DEAD_LETTER),
+    (422, 7, Action.DEAD_LETTER),
+]
+
+
+@pytest.mark.parametrize("shape", ["code", "error_code", "error.code", "errors[0].code"])
+@pytest.mark.parametrize(("status", "code", "expected"), TABLE)
+def test_every_row_of_the_table_in_every_body_shape(
+    status: int, code: int | None, expected: Action, shape: str
+) -> None:
+    decision = classify(_error(status, code, shape), POLICY, 3)
+    assert decision.action is expected
+    if status >= 400:
+        assert decision.status == status
+        assert decision.code == code
+
+
+def test_transport_error_is_retried() -> None:
+    decision = classify(SendResult(transport_error="ConnectError"), POLICY, 1)
+    assert decision.action is Action.RETRY
+    assert "ConnectError" in decision.detail
+
+
+@pytest.mark.parametrize(
+    "body", [b"<html>oops</html>", b"", b"[1,2]", b'{"code": true}', b'{"code": "abc"}']
+)
+def test_unreadable_body_falls_back_to_the_status(body: bytes) -> None:
+    assert error_code(body) is None
+    assert classify(SendResult(status=400, body=body), POLICY, 1).action is Action.DEAD_LETTER
+
+
+def test_receipts_with_failures_are_partial() -> None:
+    body = b'{"receipts":[{"success":true},{"success":false,"code":3004},{"success":true}]}'
+    decision = classify(SendResult(status=206, body=body), POLICY, 3)
+    assert decision.action is Action.PARTIAL
+    assert decision.accepted == (True, False, True)
+
+
+def test_all_successful_receipts_ack() -> None:
+    body = b'{"receipts":[{"success":true},{"success":true}]}'
+    assert classify(SendResult(status=200, body=body), POLICY, 2).action is Action.ACK
+
+
+def test_206_without_matching_receipts_is_retried_not_acked() -> None:
+    body = b'{"receipts":[{"success":true}]}'
+    assert classify(SendResult(status=206, body=body), POLICY, 2).action is Action.RETRY
+
+
+def test_retry_after_is_carried() -> None:
+    result = SendResult(status=429, body=b'{"code": 2003}', retry_after_s=3.0)
+    assert classify(result, POLICY, 1).retry_after_s == 3.0
+
+
+def test_overrides_win_over_defaults() -> None:
+    policy = Policy.with_overrides(
+        {"400:3001": Action.DEAD_LETTER, "500:9999": Action.PAUSE, "401": Action.DEAD_LETTER}
+    )
+    assert classify(_error(400, 3001), policy, 1).action is Action.DEAD_LETTER
+    assert classify(_error(500, 9999), policy, 1).action is Action.PAUSE
+    assert classify(_error(401), policy, 1).action is Action.DEAD_LETTER
+    assert classify(_error(400, 3002), policy, 1).action is Action.PAUSE

@@ -1,0 +1,101 @@
+from pathlib import Path
+
+import pytest
+
+from forwarder.config import Secret, load_config, redacted
+from forwarder.errors import ConfigError
+
+SECRETS = {"TD_API_KEY": "1/abcdef0123456789", "TD_WP13N_TOKEN": "1/2/tok"}
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "forwarder.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_with_secrets_from_environment() -> None:
+    config = load_config(None, SECRETS)
+    assert config.kafka.topics == ("clickstream",)
+    assert config.endpoint.base_url == "https://us01.p13n.in.treasuredata.com"
+    assert config.endpoint.api_key.reveal() == "1/abcdef0123456789"
+    assert config.destination_for("page_view") == "clickstream.page_view"
+
+
+def test_file_then_environment_override(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        '[kafka]\ntopics = ["a", "b"]\n[batch]\nlinger_ms = 50\n[routes]\npurchase = "sales.orders"\n',
+    )
+    env = {**SECRETS, "FORWARDER_BATCH__LINGER_MS": "75", "FORWARDER_KAFKA__TOPICS": "x,y"}
+    config = load_config(path, env)
+    assert config.batch.linger_ms == 75
+    assert config.kafka.topics == ("x", "y")
+    assert config.destination_for("purchase") == "sales.orders"
+
+
+def test_secret_files_are_read(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("9/secretvalue\n")
+    config = load_config(None, {"TD_API_KEY_FILE": str(key), "TD_WP13N_TOKEN": "9/1/t"})
+    assert config.endpoint.api_key.reveal() == "9/secretvalue"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "key", "fix"),
+    [
+        (
+            "[kafka]\nbootstrap_server = 'x'\n",
+            {},
+            "kafka.bootstrap_server",
+            "did you mean 'bootstrap_servers'",
+        ),
+        ("[kafak]\n", {}, "kafak", "did you mean 'kafka'"),
+        ("[batch]\nmax_events = 501\n", {}, "batch.max_events", "1 to 500"),
+        ("[batch]\nmax_events = 'ten'\n", {}, "batch.max_events", ""),
+        ("", {"FORWARDER_LIMITS__MAX_IN_FLIGHT": "many"}, "limits.max_in_flight", ""),
+        ("[endpoint]\nurl = 'http://example.com'\n", {}, "endpoint.url", "https"),
+        ("[endpoint]\nprofile = 'realtime'\nregion = 'ap02'\n", {}, "endpoint.region", "us01"),
+        ("[endpoint]\napi_key = 'x'\n", {}, "endpoint.api_key", "TD_API_KEY"),
+        ("[routes]\npage_view = 'nodot'\n", {}, "routes.page_view", "a-z"),
+        ("[kafka]\nsecurity_protocol = 'SASL_SSL'\n", {}, "kafka.sasl_mechanism", "sasl_username"),
+    ],
+)
+def test_bad_config_names_the_key_and_the_fix(
+    tmp_path: Path, text: str, env: dict[str, str], key: str, fix: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text), {**SECRETS, **env})
+    assert info.value.key == key
+    assert key in str(info.value)
+    assert fix in str(info.value)
+
+
+def test_missing_secret_stops_start_up() -> None:
+    with pytest.raises(ConfigError, match="TD_API_KEY"):
+        load_config(None, {})
+    with pytest.raises(ConfigError, match="TD_WP13N_TOKEN"):
+        load_config(None, {"TD_API_KEY": "1/abc"})
+    assert load_config(None, {"TD_API_KEY": "1/abc", "FORWARDER_ENDPOINT__PROFILE": "ingest"})
+
+
+def test_loopback_http_is_allowed_for_the_sandbox() -> None:
+    for url in ("http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"):
+        assert (
+            load_config(None, {**SECRETS, "FORWARDER_ENDPOINT__URL": url}).endpoint.base_url == url
+        )
+
+
+def test_redacted_view_hides_secrets() -> None:
+    config = load_config(None, {**SECRETS, "FORWARDER_KAFKA__SASL_PASSWORD": "hunter2hunter2"})
+    shown = redacted(config)
+    assert shown["endpoint"]["api_key"] == "***"
+    assert shown["kafka"]["sasl_password"] == "***"
+    assert "abcdef0123456789" not in repr(config)
+    assert "hunter2" not in repr(config)
+    assert str(Secret("s3cret")) == "Secret('***')"
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml", SECRETS)

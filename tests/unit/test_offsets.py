@@ -1,0 +1,88 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forwarder.core.offsets import OffsetTracker
+
+P = ("t", 0)
+
+
+def test_committable_is_first_unfinished_offset() -> None:
+    tracker = OffsetTracker(max_pending=100)
+    for offset in range(10, 15):
+        tracker.add(P, offset)
+    tracker.done(P, 11)
+    tracker.done(P, 12)
+    assert tracker.committable(P) == 10
+    tracker.done(P, 10)
+    assert tracker.committable(P) == 13
+    tracker.done(P, 14)
+    tracker.done(P, 13)
+    assert tracker.committable(P) == 15
+    assert tracker.pending(P) == 0
+
+
+def test_to_commit_reports_only_moved_offsets() -> None:
+    tracker = OffsetTracker(max_pending=100)
+    tracker.add(P, 0)
+    tracker.done(P, 0)
+    assert tracker.to_commit() == {P: 1}
+    tracker.mark_committed({P: 1})
+    assert tracker.to_commit() == {}
+
+
+def test_unknown_partition_or_revoked_offsets_are_ignored() -> None:
+    tracker = OffsetTracker(max_pending=100)
+    tracker.done(P, 5)
+    tracker.add(P, 5)
+    tracker.forget([P])
+    tracker.done(P, 5)
+    assert tracker.committable(P) is None
+
+
+def test_partition_over_bound_is_reported_and_resumes_at_half() -> None:
+    tracker = OffsetTracker(max_pending=4)
+    for offset in range(4):
+        tracker.add(P, offset)
+    assert tracker.over_limit() == {P}
+    tracker.done(P, 0)
+    assert tracker.under_resume_mark([P]) == set()
+    tracker.done(P, 1)
+    assert tracker.under_resume_mark([P]) == {P}
+
+
+def test_refetch_after_seek_forgets_pending_above() -> None:
+    tracker = OffsetTracker(max_pending=100)
+    for offset in range(5):
+        tracker.add(P, offset)
+    tracker.done(P, 3)
+    tracker.add(P, 2)  # the consumer was rewound to 2
+    assert tracker.pending(P) == 3
+    assert tracker.committable(P) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    count=st.integers(min_value=1, max_value=60),
+    order=st.randoms(use_true_random=False),
+    cut=st.integers(min_value=0, max_value=60),
+)
+def test_committed_offset_never_passes_an_unfinished_record(count: int, order, cut: int) -> None:
+    tracker = OffsetTracker(max_pending=1000)
+    offsets = list(range(100, 100 + count))
+    for offset in offsets:
+        tracker.add(P, offset)
+    finished = offsets[:]
+    order.shuffle(finished)
+    finished = finished[: min(cut, count)]
+    done: set[int] = set()
+    for offset in finished:
+        tracker.done(P, offset)
+        done.add(offset)
+        committed = tracker.committable(P)
+        assert committed is not None
+        # Every record below the committed offset is done ...
+        assert all(o in done for o in offsets if o < committed)
+        # ... and the committed offset itself is the first one that is not.
+        assert committed == 100 + count or committed not in done
+    if len(done) == count:
+        assert tracker.committable(P) == 100 + count
