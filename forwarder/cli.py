@@ -2,16 +2,152 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import orjson
 import typer
+
+from forwarder.errors import ForwarderError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Kafka to Treasure Data forwarder."
 )
+config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file (env FORWARDER_* overrides it)."),
+]
 
 
-@app.callback()
-def _root() -> None:
-    """Kafka to Treasure Data forwarder."""
+def _fail(exc: ForwarderError) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(config: ConfigOption = None) -> None:
+    """Forward events until SIGTERM or SIGINT."""
+    from forwarder.service import run as run_service
+
+    try:
+        run_service(str(config) if config else None)
+    except ForwarderError as exc:
+        _fail(exc)
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None) -> None:
+    """Print the effective configuration (file + environment), secrets redacted."""
+    from forwarder.config import load_config, redacted
+
+    try:
+        loaded = load_config(config)
+    except ForwarderError as exc:
+        _fail(exc)
+        return
+    typer.echo(orjson.dumps(redacted(loaded), option=orjson.OPT_INDENT_2).decode())
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="JSONL file of events ('-' for standard input).")],
+    schemas: Annotated[Path | None, typer.Option(help="Extra schema directory.")] = None,
+) -> None:
+    """Check a JSONL file of events against the schemas; print each failure with its JSON path."""
+    from forwarder.core.schemas import SchemaRegistry, default_schema_dir, validate_lines
+
+    try:
+        registry = SchemaRegistry.from_dirs([default_schema_dir(), *([schemas] if schemas else [])])
+    except ForwarderError as exc:
+        _fail(exc)
+        return
+    stream = sys.stdin.buffer if str(file) == "-" else file.open("rb")
+    failures = 0
+    total = 0
+    with stream:
+        lines = list(stream)
+        total = sum(1 for line in lines if line.strip())
+        for failure in validate_lines(lines, registry):
+            failures += 1
+            typer.echo(f"{file}:{failure.line}: {failure.reason}: {failure.detail}")
+    typer.echo(f"{total - failures} valid, {failures} invalid")
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def sandbox(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    profile: Annotated[str, typer.Option(help="realtime or ingest")] = "realtime",
+    api_key: Annotated[
+        str | None, typer.Option(envvar="SANDBOX_API_KEY", help="Accepted API key.")
+    ] = None,
+    token: Annotated[
+        list[str] | None, typer.Option(help="Accepted WP13n token (repeatable).")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="Requests per second (0: no limit).")] = 100.0,
+    burst: int = 200,
+    error: Annotated[
+        list[str] | None, typer.Option(help="Inject STATUS[:CODE]=RATE, e.g. 500:1003=0.1.")
+    ] = None,
+    latency_ms: float = 0.0,
+    hang_rate: float = 0.0,
+    reset_rate: float = 0.0,
+    receipts_fail_rate: float = 0.0,
+    seed: int | None = None,
+) -> None:
+    """Run a local HTTP server that behaves like the destination (see the README)."""
+    from forwarder.sandbox import ErrorRule, Faults, SandboxConfig, serve
+    from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
+
+    if profile not in ("realtime", "ingest"):
+        raise typer.BadParameter("realtime or ingest", param_hint="--profile")
+    chosen: Literal["realtime", "ingest"] = "realtime" if profile == "realtime" else "ingest"
+    try:
+        errors = [ErrorRule.parse(e) for e in error or []]
+    except ValueError:
+        raise typer.BadParameter(
+            "use STATUS[:CODE]=RATE, e.g. 500:1003=0.1", param_hint="--error"
+        ) from None
+    faults = Faults(
+        errors=errors,
+        latency_ms=latency_ms,
+        hang_rate=hang_rate,
+        reset_rate=reset_rate,
+        receipts_fail_rate=receipts_fail_rate,
+    )
+    serve(
+        SandboxConfig(
+            host=host,
+            port=port,
+            profile=chosen,
+            api_key=api_key or DEV_API_KEY,
+            tokens=tuple(token or [DEV_TOKEN]),
+            rate=rate,
+            burst=burst,
+            seed=seed,
+            faults=faults,
+        )
+    )
+
+
+@app.command()
+def demo(
+    events: Annotated[int, typer.Option(help="How many events to produce.")] = 50_000,
+    bad_ratio: Annotated[float, typer.Option(help="Share of bad events.")] = 0.03,
+) -> None:
+    """Local Kafka + sandbox + traffic + forwarder, with a live display and a summary."""
+    from forwarder.demo import run_demo
+
+    try:
+        raise typer.Exit(run_demo(events, bad_ratio))
+    except ForwarderError as exc:
+        _fail(exc)
 
 
 def main() -> None:

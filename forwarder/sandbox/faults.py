@@ -1,0 +1,34 @@
+"""Fault decisions for one request, pure given a random source: what goes wrong, if anything."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from forwarder.sandbox.config import ErrorRule, Faults
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    kind: str  # "hang", "reset" or "error"
+    rule: ErrorRule | None = None
+
+
+def decide(faults: Faults, rng: random.Random) -> Fault | None:
+    """Draw this request's fault. Each kind draws independently, in a fixed order."""
+    if faults.hang_rate and rng.random() < faults.hang_rate:
+        return Fault("hang")
+    if faults.reset_rate and rng.random() < faults.reset_rate:
+        return Fault("reset")
+    for rule in faults.errors:
+        if rule.rate and rng.random() < rule.rate:
+            return Fault("error", rule)
+    return None
+
+
+def receipt_failures(count: int, rate: float, rng: random.Random) -> list[bool]:
+    """Which events of a batch fail in a 206 answer (True: failed). At least one when rate > 0."""
+    failed = [rng.random() < rate for _ in range(count)]
+    if rate > 0 and not any(failed):
+        failed[rng.randrange(count)] = True
+    return failed
