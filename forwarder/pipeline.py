@@ -104,12 +104,14 @@ class Pipeline:
         self._stopping.set()
 
     async def run(self) -> None:
-        await ensure_topics(self.config.kafka, self.topics.sources, self.topics.suffixes)
-        await self._publisher.start()
         try:
+            await ensure_topics(self.config.kafka, self.topics.sources, self.topics.suffixes)
+            await self._publisher.start()
             await self._source.start()
         except BaseException:
             await self._publisher.stop()
+            await self._source.stop()
+            await self._sink.aclose()
             raise
         self._started = True
         self._senders = [

@@ -27,8 +27,9 @@ def secrets_of(config: Config) -> list[str]:
     return [s.reveal() for s in values if s]
 
 
-async def run_pipeline(pipeline: Pipeline) -> None:
+async def run_pipeline(config: Config, registry: SchemaRegistry) -> None:
     """Run until SIGTERM or SIGINT, then drain and exit."""
+    pipeline = Pipeline(config, registry)  # aiokafka clients need the running loop
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, pipeline.stop)
@@ -52,4 +53,4 @@ def run(config_path: str | None) -> None:
         endpoint=config.endpoint.base_url,
         profile=config.endpoint.profile,
     )
-    asyncio.run(run_pipeline(Pipeline(config, registry)))
+    asyncio.run(run_pipeline(config, registry))

@@ -92,12 +92,13 @@ async def ensure_topics(
             )
         described = await admin.describe_topics(list(sources))
         partitions = {d["topic"]: len(d["partitions"]) for d in described}
+        replication = _replication(len(await _brokers(admin)))
         new = [
             NewTopic(
                 f"{s}{suffix}",
                 partitions[s],
-                _replication(len(await _brokers(admin))),
-                TOPIC_CONFIG,
+                replication,
+                topic_configs=TOPIC_CONFIG,
             )
             for s in sources
             for suffix in suffixes
