@@ -101,6 +101,9 @@ class Delivery:
                 if decision.retry_after_s is not None and decision.status in THROTTLE_STATUSES:
                     self._sink.slow_down(decision.retry_after_s)
                 if tries < self._retry.attempts:
+                    self._metrics.retried.labels(
+                        "0", _label(decision.status), _label(decision.code)
+                    ).inc(len(events))
                     await asyncio.sleep(self._delay(tries, decision))
                     continue
                 await self._park(destination, events, decision, tries)

@@ -25,7 +25,7 @@ class Metrics:
         )
         self.retried = Counter(
             "forwarder_events_retried",
-            "Events sent again or parked on a retry tier",
+            "Events sent again: tier 0 in process, n on topic <topic>.retry.<n>",
             ["tier", "status", "code"],
             registry=r,
         )

@@ -58,6 +58,7 @@ class TrafficGenerator:
         self.bad_ratio = bad_ratio
         self.run_id = run_id
         self._count = 0
+        self.produced = 0
 
     def _common(self, event_type: str, user: int, now: float) -> dict[str, Any]:
         rng = self._rng
@@ -133,8 +134,10 @@ class TrafficGenerator:
         raise ValueError(f"unknown bad kind {kind!r}")
 
     def next(self, now: float | None = None) -> Generated:
+        self.produced += 1
         if self.bad_ratio and self._rng.random() < self.bad_ratio:
-            kind = self._rng.choice(BAD_KINDS)
+            # Over-1 MB events are rare in real traffic, and heavy on the broker: 1 in 50 bad ones.
+            kind = self._rng.choices(BAD_KINDS, (12, 12, 12, 12, 1))[0]
             value = self.bad(kind, now)
             return Generated(f"user-{self._count}".encode(), value, kind, None)
         event = self.valid(now)
