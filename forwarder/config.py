@@ -80,7 +80,7 @@ class KafkaConfig:
     ssl_cafile: str = ""
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     # Backpressure: a partition with this many records not yet done is paused.
-    max_pending_per_partition: int = 20_000
+    max_pending_per_partition: int = 5_000
     commit_interval_ms: int = 1_000
     fetch_max_records: int = 5_000
 

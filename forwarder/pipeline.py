@@ -214,7 +214,9 @@ class Pipeline:
                 self._queue.task_done()
 
     def _record_done(self, record: RecordLike) -> None:
-        self._tracker.done(TopicPartition(record.topic, record.partition), record.offset)
+        # A plain tuple hashes and compares equal to aiokafka's TopicPartition (a namedtuple),
+        # and is cheaper to build once per event.
+        self._tracker.done((record.topic, record.partition), record.offset)
 
     def _flow_control(self, now: float) -> None:
         assigned = self._source.assignment()

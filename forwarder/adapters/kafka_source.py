@@ -51,7 +51,9 @@ class KafkaSource:
             max_poll_records=config.fetch_max_records,
             # Spread large backlogs evenly: a partition's fetch is capped so one hot
             # partition cannot starve the others in a getmany() call.
-            max_partition_fetch_bytes=2 * 1024 * 1024,
+            max_partition_fetch_bytes=1024 * 1024,
+            # Fetched bytes wait in memory until decoded: cap them (the default is 50 MB).
+            fetch_max_bytes=16 * 1024 * 1024,
             fetch_max_wait_ms=100,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,

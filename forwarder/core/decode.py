@@ -16,11 +16,11 @@ Transform rules (design.md section 1):
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -43,9 +43,11 @@ class Validator(Protocol):
     def validate(self, event: dict[str, Any]) -> ValidationFailureLike | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A valid event: its encoded JSON (as sent) and where it goes."""
+class Event(NamedTuple):
+    """A valid event: its encoded JSON (as sent) and where it goes.
+
+    A named tuple rather than a dataclass: one is built per event, and this is the cheapest.
+    """
 
     record: RecordLike
     destination: str
@@ -53,11 +55,29 @@ class Event:
     uuid: str
 
 
+_NAMESPACE_BYTES = UUID_NAMESPACE.bytes
+
+
+def uuid5(name: str) -> str:
+    """``str(uuid.uuid5(UUID_NAMESPACE, name))`` without building a UUID object.
+
+    The same bytes as the standard library (a unit test checks it), at a fifth of the cost:
+    it runs once per event.
+    """
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def event_uuid(event: dict[str, Any], origin: Origin) -> str:
     event_id = event.get("event_id")
     if isinstance(event_id, str) and event_id:
-        return str(uuid.uuid5(UUID_NAMESPACE, event_id))
-    return str(uuid.uuid5(UUID_NAMESPACE, f"{origin.topic}/{origin.partition}/{origin.offset}"))
+        return uuid5(event_id)
+    return uuid5(f"{origin.topic}/{origin.partition}/{origin.offset}")
 
 
 def event_time(event: dict[str, Any], record_timestamp_ms: int) -> int | None:
@@ -74,6 +94,20 @@ def event_time(event: dict[str, Any], record_timestamp_ms: int) -> int | None:
     if record_timestamp_ms >= 0:
         return record_timestamp_ms // 1000
     return None
+
+
+def _splice(value: bytes, event_id: str, stamp: int | None) -> bytes | None:
+    """The original JSON with ``uuid`` and ``time`` inserted first, or None when unsafe.
+
+    Re-encoding every event costs more than the rest of decoding together; inserting the two
+    members in front of the producer's own bytes gives the same object (the caller checked that
+    neither key is there, so no member is duplicated) and forwards the event byte for byte.
+    """
+    stripped = value.lstrip()
+    if stripped[:1] != b"{" or stripped[1:].lstrip()[:1] == b"}":
+        return None
+    head = f'{{"uuid":"{event_id}",' if stamp is None else f'{{"uuid":"{event_id}","time":{stamp},'
+    return head.encode() + stripped[1:]
 
 
 class Decoder:
@@ -105,13 +139,20 @@ class Decoder:
             return Failure(failure.reason, failure.detail)
         origin = origin_of(record)
         event_id = event_uuid(event, origin)
-        event["uuid"] = event_id
         stamp = event.get("time")
+        derived = None
         if not isinstance(stamp, int) or isinstance(stamp, bool):
             derived = event_time(event, origin.timestamp_ms)
+        body = (
+            _splice(value, event_id, derived)
+            if "uuid" not in event and "time" not in event
+            else None
+        )
+        if body is None:
+            event["uuid"] = event_id
             if derived is not None:
                 event["time"] = derived
-        body = orjson.dumps(event)
+            body = orjson.dumps(event)
         if len(body) > MAX_EVENT_BYTES:
             return Failure("too_large", f"the event is {len(body)} bytes with uuid and time added")
         event_type: str = event["event_type"]

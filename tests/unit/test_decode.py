@@ -113,3 +113,12 @@ class _AcceptAll:
 def test_headers_module_names_match_the_design() -> None:
     assert h.REASON == "forwarder.error.reason"
     assert h.NOT_BEFORE == "forwarder.not_before"
+
+
+@pytest.mark.parametrize("name", ["ev-1", "", "ünïcode-名前", "clicks/3/12345", "x" * 300])
+def test_fast_uuid5_matches_the_standard_library(name: str) -> None:
+    import uuid
+
+    from forwarder.core.decode import UUID_NAMESPACE, uuid5
+
+    assert uuid5(name) == str(uuid.uuid5(UUID_NAMESPACE, name))

@@ -1,0 +1,314 @@
+"""Forwarder throughput and latency against a bare aiokafka consumer, side by side, on loopback.
+
+    .venv/bin/python bench/bench_forwarder.py [--events 500000] [--runs 3]
+
+Setup: a local Kafka broker (6 partitions), the sandbox in its own process (no latency, no rate
+limit), ``--events`` events of about 500 bytes already in the topic. Each run, alternating:
+
+- raw ceiling: a bare AIOKafkaConsumer (new group) reads the whole topic;
+- forwarder: ``forwarder run`` (new group) in a child process forwards it all; events/s is
+  counted from the sandbox's first to its last accepted event; CPU seconds and peak RSS
+  (VmHWM) are the child's own.
+
+Then latency: the forwarder runs on a fresh topic while events are produced at a steady
+``--rate`` per second; latency is the sandbox's receive time minus the Kafka record timestamp.
+Prints medians of the runs and the ratio; writes the figures to bench/results/forwarder.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from forwarder.core.decode import UUID_NAMESPACE
+from forwarder.localkafka import KafkaCluster, create_topic, free_port
+from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
+from forwarder.traffic import TrafficGenerator
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTITIONS = 6
+
+
+def pad_to(event: dict[str, Any], size: int) -> bytes:
+    raw = orjson.dumps(event)
+    if len(raw) < size:
+        event["note"] = "x" * (size - len(raw) - 10)
+        raw = orjson.dumps(event)
+    return raw
+
+
+async def fill(bootstrap: str, topic: str, count: int, seed: int) -> None:
+    generator = TrafficGenerator(seed=seed, run_id=topic)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=512 * 1024
+    )
+    await producer.start()
+    try:
+        pending = []
+        for _ in range(count):
+            event = generator.valid()
+            pending.append(
+                await producer.send(topic, pad_to(event, 500), key=event["user_id"].encode())
+            )
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def raw_ceiling(bootstrap: str, topic: str, count: int) -> float:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"raw-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=2 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        seen = 0
+        first = 0.0
+        while seen < count:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                if not first and records:
+                    first = time.monotonic()
+                seen += len(records)
+        return count / (time.monotonic() - first)
+    finally:
+        await consumer.stop()
+
+
+def forwarder_env(
+    bootstrap: str, topic: str, sandbox: str, group: str, ops_port: int
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TD_API_KEY": DEV_API_KEY,
+        "TD_WP13N_TOKEN": DEV_TOKEN,
+        "FORWARDER_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "FORWARDER_KAFKA__TOPICS": topic,
+        "FORWARDER_KAFKA__GROUP_ID": group,
+        "FORWARDER_ENDPOINT__URL": sandbox,
+        "FORWARDER_LIMITS__REQUESTS_PER_SECOND": "0",
+        "FORWARDER_OPS__PORT": str(ops_port),
+        "FORWARDER_OPS__LOG_LEVEL": "warning",
+        "FORWARDER_OPS__LOG_FORMAT": "json",
+    }
+
+
+def start_forwarder(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "forwarder", "run"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def forwarder_run(
+    bootstrap: str, topic: str, sandbox: str, count: int, workdir: Path
+) -> dict[str, float]:
+    async with httpx.AsyncClient(base_url=sandbox, timeout=60) as http:
+        await http.post("/_sandbox/reset", json={})
+        env = forwarder_env(bootstrap, topic, sandbox, f"fwd-{uuid.uuid4().hex[:6]}", free_port())
+        process = start_forwarder(env, workdir / "forwarder.log")
+        ps = psutil.Process(process.pid)
+        first = last = 0.0
+        deadline = time.monotonic() + 600
+        try:
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise RuntimeError(f"forwarder exited: see {workdir / 'forwarder.log'}")
+                accepted = (await http.get("/_sandbox/stats")).json()["accepted_events"]
+                now = time.monotonic()
+                if accepted and not first:
+                    first = now
+                if accepted >= count:
+                    last = now
+                    break
+                await asyncio.sleep(0.05)
+            cpu = ps.cpu_times()
+            rss = peak_rss_mb(process.pid)
+        finally:
+            stop(process)
+    if not last:
+        raise RuntimeError("the forwarder did not deliver everything in time")
+    return {
+        "events_per_s": count / (last - first),
+        "cpu_s_per_million": (cpu.user + cpu.system) / count * 1_000_000,
+        "peak_rss_mb": rss,
+    }
+
+
+async def latency(
+    bootstrap: str, sandbox: str, rate: int, seconds: int, workdir: Path
+) -> dict[str, float]:
+    topic = f"latency-{uuid.uuid4().hex[:6]}"
+    await create_topic(bootstrap, topic, PARTITIONS)
+    ops_port = free_port()
+    env = forwarder_env(bootstrap, topic, sandbox, f"lat-{topic}", ops_port)
+    async with httpx.AsyncClient(base_url=sandbox, timeout=60) as http:
+        await http.post("/_sandbox/reset", json={})
+        process = start_forwarder(env, workdir / "latency.log")
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    ready = (
+                        await http.get(f"http://127.0.0.1:{ops_port}/readyz")
+                    ).status_code == 200
+                except httpx.HTTPError:
+                    ready = False
+                if ready:
+                    break
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the forwarder never became ready")
+                await asyncio.sleep(0.1)
+            stamps = await steady_produce(bootstrap, topic, rate, seconds)
+            wait_until = time.monotonic() + 60
+            while (await http.get("/_sandbox/stats")).json()["distinct_uuids"] < len(stamps):
+                if time.monotonic() > wait_until:
+                    raise RuntimeError("not every latency event arrived")
+                await asyncio.sleep(0.1)
+            events = (await http.get("/_sandbox/events")).json()["events"]
+        finally:
+            stop(process)
+    received = {row[0]: row[3] for row in events}
+    samples = sorted((received[u] - ts) * 1000 for u, ts in stamps.items())
+    return {
+        "p50_ms": samples[len(samples) // 2],
+        "p99_ms": samples[int(len(samples) * 0.99)],
+        "events": len(samples),
+    }
+
+
+async def steady_produce(bootstrap: str, topic: str, rate: int, seconds: int) -> dict[str, float]:
+    """Produce at ``rate``/s; return uuid -> Kafka record timestamp (seconds)."""
+    generator = TrafficGenerator(seed=9, run_id=topic)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+    await producer.start()
+    stamps: dict[str, float] = {}
+    futures = []
+    try:
+        started = time.monotonic()
+        total = rate * seconds
+        for index in range(total):
+            ahead = started + index / rate - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            event = generator.valid()
+            futures.append((event["event_id"], await producer.send(topic, pad_to(event, 500))))
+        for event_id, future in futures:
+            metadata = await future
+            stamps[str(uuid.uuid5(UUID_NAMESPACE, event_id))] = metadata.timestamp / 1000
+    finally:
+        await producer.stop()
+    return stamps
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=5000)
+    parser.add_argument("--latency-seconds", type=int, default=20)
+    args = parser.parse_args()
+    workdir = Path(os.environ.get("BENCH_WORKDIR", "/tmp/forwarder-bench"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    cluster = KafkaCluster(nodes=1, heap_mb=1024)
+    cluster.start()
+    sandbox_port = free_port()
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "forwarder", "sandbox", "--port", str(sandbox_port), "--rate", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    try:
+        topic = "bench"
+        await create_topic(cluster.bootstrap_servers, topic, PARTITIONS)
+        started = time.monotonic()
+        await fill(cluster.bootstrap_servers, topic, args.events, seed=1)
+        print(
+            f"produced {args.events} events of ~500 B in {time.monotonic() - started:.1f}s",
+            flush=True,
+        )
+        raw: list[float] = []
+        fwd: list[dict[str, float]] = []
+        for run in range(args.runs):
+            raw.append(await raw_ceiling(cluster.bootstrap_servers, topic, args.events))
+            fwd.append(
+                await forwarder_run(
+                    cluster.bootstrap_servers, topic, sandbox_url, args.events, workdir
+                )
+            )
+            print(
+                f"run {run + 1}: raw {raw[-1]:,.0f} ev/s, forwarder {fwd[-1]['events_per_s']:,.0f} ev/s, "
+                f"{fwd[-1]['cpu_s_per_million']:.1f} CPU s/M, peak RSS {fwd[-1]['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+        lat = await latency(
+            cluster.bootstrap_servers, sandbox_url, args.rate, args.latency_seconds, workdir
+        )
+    finally:
+        sandbox.terminate()
+        sandbox.wait()
+        cluster.stop()
+    med = {k: statistics.median(r[k] for r in fwd) for k in fwd[0]}
+    raw_med = statistics.median(raw)
+    ratios = [f["events_per_s"] / r for f, r in zip(fwd, raw, strict=True)]
+    result = {
+        "events": args.events,
+        "runs": args.runs,
+        "forwarder_events_per_s": round(med["events_per_s"]),
+        "raw_consumer_events_per_s": round(raw_med),
+        "ratio_median": round(statistics.median(ratios), 3),
+        "cpu_s_per_million_events": round(med["cpu_s_per_million"], 1),
+        "peak_rss_mb": round(med["peak_rss_mb"], 1),
+        "latency_rate_per_s": args.rate,
+        "latency_p50_ms": round(lat["p50_ms"], 1),
+        "latency_p99_ms": round(lat["p99_ms"], 1),
+    }
+    print(json.dumps(result, indent=2))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "forwarder.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
