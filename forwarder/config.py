@@ -150,6 +150,8 @@ class Config:
     retry: RetryConfig = field(default_factory=RetryConfig)
     schemas: SchemasConfig = field(default_factory=SchemasConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
+    # "status" or "status:code" -> action name; see forwarder.core.classify.
+    policy: Mapping[str, str] = field(default_factory=dict)
 
     def destination_for(self, event_type: str) -> str:
         """``database.table`` for an event type: its route, else the default database."""
@@ -166,7 +168,9 @@ _SECTIONS: dict[str, type[Any]] = {
     "schemas": SchemasConfig,
     "ops": OpsConfig,
 }
-_FREE_SECTIONS = ("routes",)
+_FREE_SECTIONS = ("routes", "policy")
+POLICY_ACTIONS = ("retry", "isolate", "split", "dead-letter", "pause")
+_POLICY_KEY = re.compile(r"^(transport|[1-5][0-9]{2}(:[0-9]{1,6})?)$")
 # Secrets come from their own variables, never from the TOML file.
 _SECRET_KEYS = {("endpoint", "api_key"), ("endpoint", "wp13n_token")}
 
@@ -250,6 +254,7 @@ def _build(raw: dict[str, Any]) -> Config:
             raise ConfigError(section, "must be a table", f"write it as [{section}]")
         built[section] = _build_section(section, cls, table)
     built["routes"] = _build_routes(raw.get("routes", {}))
+    built["policy"] = _build_policy(raw.get("policy", {}))
     config = Config(**built)
     _check(config)
     return config
@@ -285,6 +290,30 @@ def _build_routes(table: Any) -> dict[str, str]:
             )
         routes[event_type] = text
     return routes
+
+
+def _build_policy(table: Any) -> dict[str, str]:
+    if not isinstance(table, dict):
+        raise ConfigError(
+            "policy", "must be a table", 'write it as [policy] "400:3004" = "isolate"'
+        )
+    policy: dict[str, str] = {}
+    for key, value in table.items():
+        text = value.text if isinstance(value, _EnvValue) else value
+        if not _POLICY_KEY.match(str(key)):
+            raise ConfigError(
+                f"policy.{key}",
+                "is not a status or status:code",
+                'e.g. "500", "400:3004" or "transport"',
+            )
+        if text not in POLICY_ACTIONS:
+            raise ConfigError(
+                f"policy.{key}",
+                f"{text!r} is not an action",
+                f"use one of {', '.join(POLICY_ACTIONS)}",
+            )
+        policy[str(key)] = text
+    return policy
 
 
 def _is_destination(text: str) -> bool:

@@ -70,7 +70,7 @@ class Pipeline:
             self._sink,
             self._publisher,
             self.topics,
-            policy or Policy(),
+            policy or Policy.from_config(config.policy),
             config.retry,
             self.metrics,
             self._record_done,
@@ -163,11 +163,11 @@ class Pipeline:
 
     def _take(self, tp: TopicPartition, records: list[ConsumerRecord], now: float) -> None:
         role = self.topics.role(tp.topic)
-        self.metrics.consumed.labels(role.source).inc(len(records))
-        for index, record in enumerate(records):
+        taken = 0
+        for record in records:
             if role.tier and self._hold_if_early(tp, record):
-                self.metrics.consumed.labels(role.source).inc(index - len(records))
-                return
+                break  # the rest of this partition's records come again once it is due
+            taken += 1
             self._tracker.add(tp, record.offset)
             outcome = self._decoder.decode(record)
             if isinstance(outcome, Event):
@@ -175,6 +175,7 @@ class Pipeline:
                     self._queue.put_nowait(batch)
             else:
                 self._spawn(self._dead_letter(record, outcome))
+        self.metrics.consumed.labels(role.source).inc(taken)
 
     def _hold_if_early(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
         """A tier record not yet due: rewind to it and pause its partition until it is."""

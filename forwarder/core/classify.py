@@ -111,6 +111,11 @@ class Policy:
     def with_overrides(cls, overrides: Mapping[str, Action]) -> Policy:
         return cls({**_DEFAULTS, **overrides})
 
+    @classmethod
+    def from_config(cls, overrides: Mapping[str, str]) -> Policy:
+        """From the config's ``[policy]`` table: ``"400:3004" = "isolate"`` and so on."""
+        return cls.with_overrides({key: Action(value) for key, value in overrides.items()})
+
     def action_for(self, status: int | None, code: int | None) -> Action:
         if status is None:
             return self.rules.get("transport", Action.RETRY)

@@ -99,3 +99,24 @@ def test_redacted_view_hides_secrets() -> None:
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml", SECRETS)
+
+
+def test_policy_section_overrides_actions(tmp_path: Path) -> None:
+    from forwarder.core.classify import Action, Policy
+
+    path = _write(
+        tmp_path, '[policy]\n"400:3001" = "dead-letter"\n"500" = "pause"\ntransport = "retry"\n'
+    )
+    config = load_config(path, SECRETS)
+    policy = Policy.from_config(config.policy)
+    assert policy.action_for(400, 3001) is Action.DEAD_LETTER
+    assert policy.action_for(500, 1003) is Action.PAUSE
+    assert policy.action_for(400, 3002) is Action.PAUSE
+
+
+@pytest.mark.parametrize(
+    ("line", "fix"), [('"abc" = "retry"', "status"), ('"500" = "explode"', "dead-letter")]
+)
+def test_bad_policy_rows_name_the_key(tmp_path: Path, line: str, fix: str) -> None:
+    with pytest.raises(ConfigError, match=fix):
+        load_config(_write(tmp_path, f"[policy]\n{line}\n"), SECRETS)
