@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 import typer
@@ -16,6 +16,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
 app.add_typer(config_app, name="config")
+dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead-letter topics.")
+app.add_typer(dlq_app, name="dlq")
 
 ConfigOption = Annotated[
     Path | None,
@@ -146,6 +148,114 @@ def demo(
 
     try:
         raise typer.Exit(run_demo(events, bad_ratio))
+    except ForwarderError as exc:
+        _fail(exc)
+
+
+def _dlq_setup(config: Path | None, topic: list[str] | None) -> tuple[Any, list[str]]:
+    from forwarder.config import load_config
+    from forwarder.core.topics import dlq_topic
+
+    loaded = load_config(config, need_secrets=False)
+    return loaded, list(topic or [dlq_topic(t) for t in loaded.kafka.topics])
+
+
+@dlq_app.command("stats")
+def dlq_stats(
+    config: ConfigOption = None,
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(help="Dead-letter topic (default: <topic>.dlq of each source)."),
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    samples: Annotated[int, typer.Option(help="Sample events per group.")] = 3,
+) -> None:
+    """Counts by reason, status, code and destination, with time range and samples."""
+    from forwarder.dlq_report import run_stats
+
+    try:
+        loaded, topics = _dlq_setup(config, topic)
+        raise typer.Exit(run_stats(loaded.kafka, topics, json, samples))
+    except ForwarderError as exc:
+        _fail(exc)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    config: ConfigOption = None,
+    topic: Annotated[
+        str | None, typer.Option(help="Dead-letter topic (default: <first source>.dlq).")
+    ] = None,
+    reason: Annotated[
+        list[str] | None, typer.Option(help="Select this reason (repeatable).")
+    ] = None,
+    status: Annotated[
+        list[int] | None, typer.Option(help="Select this HTTP status (repeatable).")
+    ] = None,
+    code: Annotated[
+        list[int] | None, typer.Option(help="Select this endpoint code (repeatable).")
+    ] = None,
+    destination: Annotated[
+        list[str] | None, typer.Option(help="Select this database.table (repeatable).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="failed_at at or after this ISO 8601 time.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="failed_at at or before this ISO 8601 time.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Replay at most this many records.")] = None,
+    to: Annotated[
+        str | None, typer.Option(help="Replay to this topic instead of the original one.")
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Progress consumer group (default <group_id>.replay).")
+    ] = None,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Rescan, ignoring saved progress.")
+    ] = False,
+    revalidate: Annotated[
+        bool, typer.Option("--revalidate", help="Skip events the current schemas reject.")
+    ] = False,
+    rate: Annotated[float, typer.Option(help="Records per second (0: no limit).")] = 0.0,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be replayed; change nothing.")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Re-produce selected dead letters to their original topic, resumably and loss-free."""
+    from forwarder.core.dead_letters import Selection, parse_time
+    from forwarder.dlq import ReplayOptions
+    from forwarder.dlq_report import run_replay
+    from forwarder.service import load_registry
+
+    try:
+        selection = Selection(
+            reasons=tuple(reason or ()),
+            statuses=tuple(status or ()),
+            codes=tuple(code or ()),
+            destinations=tuple(destination or ()),
+            since=parse_time(since) if since else None,
+            until=parse_time(until) if until else None,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"not an ISO 8601 time: {exc}", param_hint="--since/--until"
+        ) from None
+    try:
+        loaded, topics = _dlq_setup(config, [topic] if topic else None)
+        options = ReplayOptions(
+            topic=topics[0],
+            selection=selection,
+            to=to,
+            limit=limit,
+            group_id=group or f"{loaded.kafka.group_id}.replay",
+            from_beginning=from_beginning,
+            revalidate=load_registry(loaded) if revalidate else None,
+            rate=rate,
+            dry_run=dry_run,
+        )
+        raise typer.Exit(run_replay(loaded.kafka, options, json))
     except ForwarderError as exc:
         _fail(exc)
 

@@ -175,8 +175,13 @@ _POLICY_KEY = re.compile(r"^(transport|[1-5][0-9]{2}(:[0-9]{1,6})?)$")
 _SECRET_KEYS = {("endpoint", "api_key"), ("endpoint", "wp13n_token")}
 
 
-def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
-    """Read, merge and validate the configuration; raise ``ConfigError`` on any problem."""
+def load_config(
+    path: str | Path | None, env: Mapping[str, str] | None = None, *, need_secrets: bool = True
+) -> Config:
+    """Read, merge and validate the configuration; raise ``ConfigError`` on any problem.
+
+    ``need_secrets=False`` is for commands that never call the endpoint (``forwarder dlq``).
+    """
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
     if path is not None:
@@ -192,7 +197,7 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
             ) from None
     _merge_env(raw, env)
     _merge_secrets(raw, env)
-    return _build(raw)
+    return _build(raw, need_secrets)
 
 
 def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
@@ -241,7 +246,7 @@ def _merge_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> None:
             endpoint[key] = Secret(endpoint[key].text)
 
 
-def _build(raw: dict[str, Any]) -> Config:
+def _build(raw: dict[str, Any], need_secrets: bool = True) -> Config:
     unknown = set(raw) - set(_SECTIONS) - set(_FREE_SECTIONS)
     for section in sorted(unknown):
         raise ConfigError(
@@ -256,7 +261,7 @@ def _build(raw: dict[str, Any]) -> Config:
     built["routes"] = _build_routes(raw.get("routes", {}))
     built["policy"] = _build_policy(raw.get("policy", {}))
     config = Config(**built)
-    _check(config)
+    _check(config, need_secrets)
     return config
 
 
@@ -407,7 +412,7 @@ def _positive(key: str, value: float, fix: str = "use a number above 0") -> None
         raise ConfigError(key, f"must be above 0, got {value}", fix)
 
 
-def _check(config: Config) -> None:
+def _check(config: Config, need_secrets: bool = True) -> None:
     """Cross-field rules and ranges that the types alone cannot say."""
     k, e, b, lim, r = config.kafka, config.endpoint, config.batch, config.limits, config.retry
     if not k.bootstrap_servers.strip():
@@ -461,11 +466,11 @@ def _check(config: Config) -> None:
             "3-255 characters of a-z, 0-9, _",
         )
     _positive("endpoint.timeout_s", e.timeout_s)
-    if not e.api_key:
+    if need_secrets and not e.api_key:
         raise ConfigError(
             "TD_API_KEY", "the API key is missing", "set TD_API_KEY or TD_API_KEY_FILE"
         )
-    if e.profile == "realtime" and not e.wp13n_token:
+    if need_secrets and e.profile == "realtime" and not e.wp13n_token:
         raise ConfigError(
             "TD_WP13N_TOKEN",
             "the realtime profile needs a WP13n token",

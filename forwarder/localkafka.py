@@ -212,6 +212,9 @@ class KafkaCluster:
                 f"min.insync.replicas={min(2, replication)}",
                 f"default.replication.factor={replication}",
                 "group.initial.rebalance.delay.ms=0",
+                # Fault tests kill nodes: notice a dead broker in seconds, not the default 9 s.
+                "broker.session.timeout.ms=4000",
+                "broker.heartbeat.interval.ms=500",
                 "log.flush.interval.messages=9223372036854775807",
                 "",
             ]
@@ -418,6 +421,34 @@ async def create_topic(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"topic {name} has no leaders after {wait_s}s")
             await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
+async def wait_for_leaders(
+    bootstrap: str, topic: str, avoid: set[int], wait_s: float = 30.0
+) -> None:
+    """Wait until every partition of ``topic`` has a live leader outside ``avoid`` (node ids)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            leaders: list[int] = []
+            try:
+                described = await admin.describe_topics([topic])
+                leaders = [p.get("leader", -1) for p in described[0].get("partitions", [])]
+            except KafkaError:
+                # The admin client's metadata may still name the dead node; ask again.
+                pass
+            if leaders and all(leader >= 0 and leader not in avoid for leader in leaders):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic} leaders still {leaders} after {wait_s}s")
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
 

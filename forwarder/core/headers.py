@@ -100,6 +100,9 @@ def dead_letter_headers(
     record: RecordLike, failure: Failure, *, attempts: int, destination: str | None, now: float
 ) -> Headers:
     headers = _carried(record)
+    replays = header_value(record.headers, REPLAY_COUNT) if record.headers else None
+    if replays is not None:
+        headers.append((REPLAY_COUNT, replays))  # a replayed event that failed again says so
     headers.append((REASON, failure.reason.encode()))
     if failure.status is not None:
         headers.append((STATUS, str(failure.status).encode()))

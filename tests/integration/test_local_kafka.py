@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
-from forwarder.localkafka import KafkaCluster, create_topic
+from forwarder.localkafka import KafkaCluster, create_topic, wait_for_leaders
 
 
 async def _consume_one(kafka: str, topic: str, group: str) -> tuple[int, bytes]:
@@ -54,6 +56,23 @@ async def test_committed_offset_survives_a_consumer_restart(kafka: str) -> None:
     assert await _consume_one(kafka, topic, group) == (1, b"second")
 
 
+async def _send_until_acked(
+    producer: AIOKafkaProducer, topic: str, value: bytes, partition: int
+) -> None:
+    # A client's metadata can still name the dead node for a moment after the controller moved
+    # leadership; a real producer retries, and so does this one, up to a deadline.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await producer.send_and_wait(topic, value, partition=partition)
+            return
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            await producer.client.force_metadata_update()
+            await asyncio.sleep(0.2)
+
+
 async def test_three_node_cluster_survives_a_killed_node() -> None:
     cluster = KafkaCluster(nodes=3)
     cluster.start()
@@ -62,11 +81,12 @@ async def test_three_node_cluster_survives_a_killed_node() -> None:
         await create_topic(cluster.bootstrap_servers, topic, 3, replication=3)
         cluster.kill_node(2)
         live = ",".join(f"127.0.0.1:{n.port}" for n in cluster.nodes[:2])
+        await wait_for_leaders(live, topic, avoid={cluster.nodes[2].node_id})
         producer = AIOKafkaProducer(bootstrap_servers=live, acks="all", request_timeout_ms=10000)
         await producer.start()
         try:
             for index in range(30):
-                await producer.send_and_wait(topic, f"v{index}".encode(), partition=index % 3)
+                await _send_until_acked(producer, topic, f"v{index}".encode(), index % 3)
         finally:
             await producer.stop()
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=live, auto_offset_reset="earliest")

@@ -1,0 +1,177 @@
+"""Dead-letter records as data: parse their headers, select them, group them, re-head them.
+
+Pure: the ``forwarder dlq`` commands read and write Kafka; what a dead letter says, whether a
+filter selects it, how the stats group it and which headers a replayed record carries are
+decided here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from forwarder.core import headers as h
+from forwarder.core.records import RecordLike
+
+SAMPLE_CHARS = 160
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    reason: str
+    status: int | None
+    code: int | None
+    destination: str
+    detail: str
+    failed_at: datetime | None
+    original_topic: str
+    replay_count: int
+
+
+def _text(headers: Sequence[tuple[str, bytes]], name: str) -> str | None:
+    raw = h.header_value(headers, name)
+    return raw.decode("utf-8", "replace") if raw is not None else None
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time; without a zone it is taken as UTC."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def parse(record: RecordLike) -> DeadLetter | None:
+    """The dead letter a record describes, or None when it lacks the forwarder's headers."""
+    headers = record.headers or ()
+    reason = _text(headers, h.REASON)
+    original = _text(headers, h.ORIGINAL_TOPIC)
+    if reason is None or original is None:
+        return None
+    failed = _text(headers, h.FAILED_AT)
+    try:
+        failed_at = parse_time(failed) if failed else None
+    except ValueError:
+        failed_at = None
+    return DeadLetter(
+        reason=reason,
+        status=_int(_text(headers, h.STATUS)),
+        code=_int(_text(headers, h.CODE)),
+        destination=_text(headers, h.DESTINATION) or "",
+        detail=_text(headers, h.DETAIL) or "",
+        failed_at=failed_at,
+        original_topic=original,
+        replay_count=_int(_text(headers, h.REPLAY_COUNT)) or 0,
+    )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Filters of ``dlq replay``; every one given must match (empty: any)."""
+
+    reasons: tuple[str, ...] = ()
+    statuses: tuple[int, ...] = ()
+    codes: tuple[int, ...] = ()
+    destinations: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, letter: DeadLetter) -> bool:
+        if self.reasons and letter.reason not in self.reasons:
+            return False
+        if self.statuses and letter.status not in self.statuses:
+            return False
+        if self.codes and letter.code not in self.codes:
+            return False
+        if self.destinations and letter.destination not in self.destinations:
+            return False
+        if self.since is not None and (letter.failed_at is None or letter.failed_at < self.since):
+            return False
+        return not (
+            self.until is not None and (letter.failed_at is None or letter.failed_at > self.until)
+        )
+
+
+def replay_headers(
+    record: RecordLike, letter: DeadLetter, dlq_topic: str
+) -> list[tuple[str, bytes]]:
+    """The headers of a replayed record: the producer's own and the origin, no error headers.
+
+    The ``forwarder.original.*`` headers stay, so the event keeps the ``uuid`` of its first
+    delivery attempt even when it has no ``event_id``.
+    """
+    keep = (h.ORIGINAL_TOPIC, h.ORIGINAL_PARTITION, h.ORIGINAL_OFFSET, h.ORIGINAL_TIMESTAMP)
+    out = [(k, v) for k, v in (record.headers or ()) if not k.startswith(h.PREFIX) or k in keep]
+    out.append((h.REPLAYED_FROM, f"{dlq_topic}/{record.partition}/{record.offset}".encode()))
+    out.append((h.REPLAY_COUNT, str(letter.replay_count + 1).encode()))
+    return out
+
+
+def sample(value: bytes | None) -> str:
+    text = (value or b"").decode("utf-8", "replace")
+    return text if len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 3] + "..."
+
+
+GroupKey = tuple[str, str, str, str]
+
+
+@dataclass
+class Group:
+    count: int = 0
+    oldest: datetime | None = None
+    newest: datetime | None = None
+    samples: list[str] = field(default_factory=list)
+
+
+class Stats:
+    """Counts by (reason, status, code, destination) with time range and a few samples."""
+
+    def __init__(self, samples: int = 3) -> None:
+        self.samples = samples
+        self.groups: dict[GroupKey, Group] = {}
+        self.total = 0
+        self.foreign = 0  # records without the forwarder's headers
+
+    def add(self, letter: DeadLetter | None, value: bytes | None) -> None:
+        self.total += 1
+        if letter is None:
+            self.foreign += 1
+            return
+        key = (letter.reason, _label(letter.status), _label(letter.code), letter.destination)
+        group = self.groups.setdefault(key, Group())
+        group.count += 1
+        if letter.failed_at is not None:
+            group.oldest = min(group.oldest or letter.failed_at, letter.failed_at)
+            group.newest = max(group.newest or letter.failed_at, letter.failed_at)
+        if len(group.samples) < self.samples:
+            group.samples.append(sample(value))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "without_forwarder_headers": self.foreign,
+            "groups": [
+                {
+                    "reason": k[0],
+                    "status": _int(k[1]),
+                    "code": _int(k[2]),
+                    "destination": k[3] or None,
+                    "count": g.count,
+                    "oldest_failed_at": g.oldest.isoformat() if g.oldest else None,
+                    "newest_failed_at": g.newest.isoformat() if g.newest else None,
+                    "samples": g.samples,
+                }
+                for k, g in sorted(self.groups.items(), key=lambda item: -item[1].count)
+            ],
+        }
+
+
+def _label(value: int | None) -> str:
+    return "" if value is None else str(value)
