@@ -82,6 +82,34 @@ def validate(
 
 
 @app.command()
+def traffic(
+    bootstrap_servers: Annotated[
+        str, typer.Option(envvar="TRAFFIC_BOOTSTRAP_SERVERS", help="Kafka brokers.")
+    ] = "localhost:9092",
+    topic: Annotated[str, typer.Option(envvar="TRAFFIC_TOPIC")] = "clickstream",
+    rate: Annotated[float, typer.Option(envvar="TRAFFIC_RATE", help="Events per second.")] = 100.0,
+    count: Annotated[int, typer.Option(help="Events to produce (0: until interrupted).")] = 0,
+    bad_ratio: Annotated[
+        float, typer.Option(envvar="TRAFFIC_BAD_RATIO", help="Share of malformed events.")
+    ] = 0.03,
+    seed: int = 0,
+) -> None:
+    """Produce realistic clickstream events (some malformed on purpose) to a topic."""
+    import asyncio
+
+    from forwarder.traffic import TrafficGenerator, produce_forever
+
+    generator = TrafficGenerator(seed=seed, bad_ratio=bad_ratio)
+    try:
+        produced = asyncio.run(
+            produce_forever(bootstrap_servers, topic, generator, rate=rate, count=count)
+        )
+    except KeyboardInterrupt:
+        return
+    typer.echo(f"produced {produced} events to {topic}")
+
+
+@app.command()
 def sandbox(
     host: str = "127.0.0.1",
     port: int = 8080,

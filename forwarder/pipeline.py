@@ -160,15 +160,17 @@ class Pipeline:
             if now >= next_commit:
                 next_commit = now + commit_every
                 await self._commit()
+                self._observe_lag()
 
     def _take(self, tp: TopicPartition, records: list[ConsumerRecord], now: float) -> None:
         role = self.topics.role(tp.topic)
         taken = 0
+        wall_ms = int(time.time() * 1000)
         for record in records:
             if role.tier and self._hold_if_early(tp, record):
                 break  # the rest of this partition's records come again once it is due
             taken += 1
-            self._tracker.add(tp, record.offset)
+            self._tracker.add(tp, record.offset, record.timestamp or wall_ms)
             outcome = self._decoder.decode(record)
             if isinstance(outcome, Event):
                 for batch in self._batcher.add(outcome, now):
@@ -246,6 +248,17 @@ class Pipeline:
             self._tracker.mark_committed(offsets)
             self.metrics.commit_seconds.observe(time.monotonic() - started)
 
+    def _observe_lag(self) -> None:
+        """Lag per partition (log end minus the next offset to commit) and the oldest age."""
+        for tp in self._source.assignment():
+            end = self._source.highwater(tp)
+            position = self._tracker.committable(tp)
+            if end is not None and position is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
+        oldest = self._tracker.oldest_pending_timestamp_ms()
+        age = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
+        self.metrics.oldest_pending_age.set(age)
+
     # ----------------------------------------------------------------- rebalance and drain
 
     async def _drain(self, partitions: Iterable[object]) -> bool:
@@ -274,6 +287,8 @@ class Pipeline:
         self._backpressured -= revoked
         for tp in revoked:
             self._held.pop(tp, None)
+            # A partition another replica now owns is its lag to report, not ours.
+            self.metrics.lag.remove(tp.topic, str(tp.partition))
         self._log.info(
             "partitions_revoked", partitions=sorted(f"{tp.topic}-{tp.partition}" for tp in revoked)
         )

@@ -183,3 +183,20 @@ async def produce(
     finally:
         await producer.stop()
     return sent
+
+
+async def produce_forever(
+    bootstrap_servers: str,
+    topic: str,
+    generator: TrafficGenerator,
+    rate: float,
+    count: int = 0,
+    chunk: int = 10_000,
+) -> int:
+    """Produce at ``rate`` events/s until ``count`` (0: until cancelled); return how many."""
+    done = 0
+    while count == 0 or done < count:
+        size = chunk if count == 0 else min(chunk, count - done)
+        await produce(bootstrap_servers, topic, generator, size, rate)
+        done += size
+    return done

@@ -98,6 +98,11 @@ class KafkaSource:
         if parts:
             self._consumer.resume(*parts)
 
+    def highwater(self, partition: TopicPartition) -> int | None:
+        """The log end offset seen in the last fetch response, or None before any."""
+        value: int | None = self._consumer.highwater(partition)
+        return value
+
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self._consumer.seek(partition, offset)
 

@@ -21,6 +21,9 @@ Partition = Hashable
 @dataclass(slots=True)
 class _PartitionState:
     pending: deque[int] = field(default_factory=deque)
+    # Kafka timestamps (ms) of the pending records, in step with ``pending``: the head's is the
+    # age of the oldest record not yet done, the figure an operator alerts on.
+    stamps: deque[int] = field(default_factory=deque)
     done: set[int] = field(default_factory=set)
     next_offset: int | None = None
     committed: int | None = None
@@ -31,7 +34,7 @@ class OffsetTracker:
         self.max_pending = max_pending
         self._partitions: dict[Partition, _PartitionState] = {}
 
-    def add(self, partition: Partition, offset: int) -> None:
+    def add(self, partition: Partition, offset: int, timestamp_ms: int = 0) -> None:
         state = self._partitions.get(partition)
         if state is None:
             state = self._partitions[partition] = _PartitionState()
@@ -39,7 +42,9 @@ class OffsetTracker:
             # A re-fetch after a seek: forget what was pending above it, it will come again.
             while state.pending and state.pending[-1] >= offset:
                 state.done.discard(state.pending.pop())
+                state.stamps.pop()
         state.pending.append(offset)
+        state.stamps.append(timestamp_ms)
         state.next_offset = offset + 1
 
     def done(self, partition: Partition, offset: int) -> None:
@@ -49,8 +54,10 @@ class OffsetTracker:
             return
         if offset == state.pending[0]:
             state.pending.popleft()
+            state.stamps.popleft()
             while state.pending and state.pending[0] in state.done:
                 state.done.remove(state.pending.popleft())
+                state.stamps.popleft()
         else:
             state.done.add(offset)
 
@@ -81,6 +88,11 @@ class OffsetTracker:
     def pending(self, partition: Partition) -> int:
         state = self._partitions.get(partition)
         return len(state.pending) if state else 0
+
+    def oldest_pending_timestamp_ms(self) -> int | None:
+        """Kafka timestamp of the oldest record not yet done, over all partitions; None if none."""
+        heads = [s.stamps[0] for s in self._partitions.values() if s.stamps]
+        return min(heads) if heads else None
 
     def total_pending(self) -> int:
         return sum(len(s.pending) for s in self._partitions.values())

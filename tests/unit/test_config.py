@@ -86,6 +86,15 @@ def test_loopback_http_is_allowed_for_the_sandbox() -> None:
         )
 
 
+def test_plain_http_to_a_remote_host_needs_the_explicit_opt_in() -> None:
+    remote = {**SECRETS, "FORWARDER_ENDPOINT__URL": "http://sandbox:8080"}
+    with pytest.raises(ConfigError, match="allow_plain_http") as info:
+        load_config(None, remote)
+    assert info.value.key == "endpoint.url"
+    opted_in = load_config(None, {**remote, "FORWARDER_ENDPOINT__ALLOW_PLAIN_HTTP": "true"})
+    assert opted_in.endpoint.base_url == "http://sandbox:8080"
+
+
 def test_redacted_view_hides_secrets() -> None:
     config = load_config(None, {**SECRETS, "FORWARDER_KAFKA__SASL_PASSWORD": "hunter2hunter2"})
     shown = redacted(config)

@@ -86,3 +86,20 @@ def test_committed_offset_never_passes_an_unfinished_record(count: int, order, c
         assert committed == 100 + count or committed not in done
     if len(done) == count:
         assert tracker.committable(P) == 100 + count
+
+
+def test_oldest_pending_timestamp_follows_the_head_of_every_partition() -> None:
+    tracker = OffsetTracker(max_pending=10)
+    assert tracker.oldest_pending_timestamp_ms() is None
+    tracker.add("a", 0, 1_000)
+    tracker.add("a", 1, 2_000)
+    tracker.add("b", 0, 1_500)
+    assert tracker.oldest_pending_timestamp_ms() == 1_000
+    tracker.done("a", 1)  # out of order: the head is still pending
+    assert tracker.oldest_pending_timestamp_ms() == 1_000
+    tracker.done("a", 0)
+    assert tracker.oldest_pending_timestamp_ms() == 1_500
+    tracker.add("b", 0, 9_000)  # a re-fetch after a seek replaces the stale entry
+    assert tracker.oldest_pending_timestamp_ms() == 9_000
+    tracker.done("b", 0)
+    assert tracker.oldest_pending_timestamp_ms() is None

@@ -1,0 +1,45 @@
+"""Configuration: parsed and validated once at start-up into frozen dataclasses.
+
+``load_config`` reads the TOML file, the ``FORWARDER_<SECTION>__<KEY>`` environment overrides and
+the secrets, and returns a frozen ``Config`` or raises ``ConfigError`` naming the key and the fix.
+The model lives in ``_model``, the reading in ``_loading``, the cross-field rules in ``_checks``.
+"""
+
+from forwarder.config._loading import ENV_PREFIX, load_config
+from forwarder.config._model import (
+    MAX_BYTES_PER_EVENT,
+    MAX_BYTES_PER_REQUEST,
+    MAX_EVENTS_PER_REQUEST,
+    POLICY_ACTIONS,
+    REGIONS,
+    BatchConfig,
+    Config,
+    EndpointConfig,
+    KafkaConfig,
+    LimitsConfig,
+    OpsConfig,
+    RetryConfig,
+    SchemasConfig,
+    Secret,
+    redacted,
+)
+
+__all__ = [
+    "ENV_PREFIX",
+    "MAX_BYTES_PER_EVENT",
+    "MAX_BYTES_PER_REQUEST",
+    "MAX_EVENTS_PER_REQUEST",
+    "POLICY_ACTIONS",
+    "REGIONS",
+    "BatchConfig",
+    "Config",
+    "EndpointConfig",
+    "KafkaConfig",
+    "LimitsConfig",
+    "OpsConfig",
+    "RetryConfig",
+    "SchemasConfig",
+    "Secret",
+    "load_config",
+    "redacted",
+]

@@ -1,0 +1,120 @@
+"""Cross-field rules and ranges of the configuration that the types alone cannot say."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+from forwarder.config._model import (
+    MAX_BYTES_PER_EVENT,
+    MAX_BYTES_PER_REQUEST,
+    MAX_EVENTS_PER_REQUEST,
+    NAME,
+    REGIONS,
+    TOPIC,
+    Config,
+)
+from forwarder.errors import ConfigError
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _positive(key: str, value: float, fix: str = "use a number above 0") -> None:
+    if value <= 0:
+        raise ConfigError(key, f"must be above 0, got {value}", fix)
+
+
+def check(config: Config, need_secrets: bool = True) -> None:
+    """Cross-field rules and ranges that the types alone cannot say."""
+    k, e, b, lim, r = config.kafka, config.endpoint, config.batch, config.limits, config.retry
+    if not k.bootstrap_servers.strip():
+        raise ConfigError("kafka.bootstrap_servers", "is empty", "set host:port[,host:port]")
+    if not k.topics:
+        raise ConfigError(
+            "kafka.topics", "is empty", 'name at least one topic, e.g. ["clickstream"]'
+        )
+    for topic in k.topics:
+        if not TOPIC.match(topic):
+            raise ConfigError(
+                "kafka.topics", f"{topic!r} is not a valid topic name", "use letters, digits, . _ -"
+            )
+    if not k.group_id:
+        raise ConfigError("kafka.group_id", "is empty", "name the consumer group")
+    if k.security_protocol.startswith("SASL") and not (
+        k.sasl_mechanism and k.sasl_username and k.sasl_password
+    ):
+        raise ConfigError(
+            "kafka.sasl_mechanism",
+            f"security_protocol {k.security_protocol} needs SASL credentials",
+            "set sasl_mechanism, sasl_username and FORWARDER_KAFKA__SASL_PASSWORD",
+        )
+    _positive("kafka.max_pending_per_partition", k.max_pending_per_partition)
+    _positive("kafka.commit_interval_ms", k.commit_interval_ms)
+    _positive("kafka.fetch_max_records", k.fetch_max_records)
+    if e.url:
+        parts = urlsplit(e.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                "endpoint.url",
+                f"{e.url!r} is not an http(s) URL",
+                "e.g. https://proxy.example:8443",
+            )
+        if parts.scheme == "http" and not (_is_loopback(parts.hostname) or e.allow_plain_http):
+            raise ConfigError(
+                "endpoint.url",
+                "plain http is refused for a non-loopback host (the API key would travel in clear)",
+                "use https://; for a sandbox on a private network set endpoint.allow_plain_http",
+            )
+    elif e.region not in REGIONS[e.profile]:
+        raise ConfigError(
+            "endpoint.region",
+            f"{e.region!r} is not a region of the {e.profile} profile",
+            f"use one of {', '.join(REGIONS[e.profile])}, or set endpoint.url",
+        )
+    if not NAME.match(e.database):
+        raise ConfigError(
+            "endpoint.database",
+            f"{e.database!r} is not a valid name",
+            "3-255 characters of a-z, 0-9, _",
+        )
+    _positive("endpoint.timeout_s", e.timeout_s)
+    if need_secrets and not e.api_key:
+        raise ConfigError(
+            "TD_API_KEY", "the API key is missing", "set TD_API_KEY or TD_API_KEY_FILE"
+        )
+    if need_secrets and e.profile == "realtime" and not e.wp13n_token:
+        raise ConfigError(
+            "TD_WP13N_TOKEN",
+            "the realtime profile needs a WP13n token",
+            "set TD_WP13N_TOKEN or TD_WP13N_TOKEN_FILE (account/instance/token), or use profile 'ingest'",
+        )
+    if not 1 <= b.max_events <= MAX_EVENTS_PER_REQUEST:
+        raise ConfigError(
+            "batch.max_events", f"{b.max_events} is out of range", "the endpoint takes 1 to 500"
+        )
+    if not MAX_BYTES_PER_EVENT <= b.max_bytes <= MAX_BYTES_PER_REQUEST:
+        raise ConfigError(
+            "batch.max_bytes", f"{b.max_bytes} is out of range", "use 1000000 to 5000000"
+        )
+    if b.linger_ms < 0:
+        raise ConfigError("batch.linger_ms", "must not be negative", "use 0 or more")
+    _positive("limits.max_in_flight", lim.max_in_flight, "use 1 or more")
+    if lim.requests_per_second < 0:
+        raise ConfigError(
+            "limits.requests_per_second", "must not be negative", "use 0 for no limit"
+        )
+    _positive("limits.burst", lim.burst, "use 1 or more")
+    _positive("retry.attempts", r.attempts, "use 1 or more (1 means no in-process retry)")
+    _positive("retry.backoff_initial_ms", r.backoff_initial_ms)
+    if r.backoff_max_ms < r.backoff_initial_ms:
+        raise ConfigError("retry.backoff_max_ms", "is below backoff_initial_ms", "raise it")
+    for delay in r.tiers:
+        _positive("retry.tiers", delay, "each tier delay is a number of seconds above 0")
+    _positive("ops.shutdown_timeout_s", config.ops.shutdown_timeout_s)

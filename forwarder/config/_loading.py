@@ -1,0 +1,272 @@
+"""Configuration: parsed and validated once at start-up into frozen dataclasses.
+
+Sources, later ones winning: the built-in defaults, the TOML file, environment variables
+``FORWARDER_<SECTION>__<KEY>`` (e.g. ``FORWARDER_KAFKA__BOOTSTRAP_SERVERS``), and the secrets
+``TD_API_KEY`` / ``TD_WP13N_TOKEN`` (or files named by ``TD_API_KEY_FILE`` /
+``TD_WP13N_TOKEN_FILE``, as Kubernetes mounts secrets). Any problem raises ``ConfigError``
+naming the key and the fix; nothing downstream ever reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from forwarder.config._checks import check
+from forwarder.config._model import (
+    POLICY_ACTIONS,
+    BatchConfig,
+    Config,
+    EndpointConfig,
+    KafkaConfig,
+    LimitsConfig,
+    OpsConfig,
+    RetryConfig,
+    SchemasConfig,
+    Secret,
+    is_destination,
+)
+from forwarder.errors import ConfigError
+
+ENV_PREFIX = "FORWARDER_"
+
+_SECTIONS: dict[str, type[Any]] = {
+    "kafka": KafkaConfig,
+    "endpoint": EndpointConfig,
+    "batch": BatchConfig,
+    "limits": LimitsConfig,
+    "retry": RetryConfig,
+    "schemas": SchemasConfig,
+    "ops": OpsConfig,
+}
+_FREE_SECTIONS = ("routes", "policy")
+_POLICY_KEY = re.compile(r"^(transport|[1-5][0-9]{2}(:[0-9]{1,6})?)$")
+# Secrets come from their own variables, never from the TOML file.
+_SECRET_KEYS = {("endpoint", "api_key"), ("endpoint", "wp13n_token")}
+
+
+def load_config(
+    path: str | Path | None, env: Mapping[str, str] | None = None, *, need_secrets: bool = True
+) -> Config:
+    """Read, merge and validate the configuration; raise ``ConfigError`` on any problem.
+
+    ``need_secrets=False`` is for commands that never call the endpoint (``forwarder dlq``).
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                "--config", f"file {str(path)!r} not found", "pass an existing TOML file"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                "--config", f"{path} is not valid TOML: {exc}", "fix the syntax"
+            ) from None
+    _merge_env(raw, env)
+    _merge_secrets(raw, env)
+    return _build(raw, need_secrets)
+
+
+def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition("__")
+        section, key = section.lower(), key.lower()
+        target = raw.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(section, "must be a table", f"check {name}")
+        target[key] = _EnvValue(value, name)
+
+
+@dataclass(frozen=True)
+class _EnvValue:
+    """A string from the environment, converted to the key's type when the key is known."""
+
+    text: str
+    variable: str
+
+
+def _merge_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    endpoint = raw.setdefault("endpoint", {})
+    for key, variable in (("api_key", "TD_API_KEY"), ("wp13n_token", "TD_WP13N_TOKEN")):
+        if key in endpoint and not isinstance(endpoint[key], _EnvValue):
+            raise ConfigError(
+                f"endpoint.{key}",
+                "secrets are not read from the config file",
+                f"set {variable} or {variable}_FILE instead",
+            )
+        value = env.get(variable)
+        file_name = env.get(f"{variable}_FILE")
+        if file_name:
+            try:
+                value = Path(file_name).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"{variable}_FILE",
+                    f"cannot read {file_name!r}: {exc.strerror}",
+                    "point it at a readable file holding the secret",
+                ) from None
+        if value:
+            endpoint[key] = Secret(value.strip())
+        elif isinstance(endpoint.get(key), _EnvValue):
+            endpoint[key] = Secret(endpoint[key].text)
+
+
+def _build(raw: dict[str, Any], need_secrets: bool = True) -> Config:
+    unknown = set(raw) - set(_SECTIONS) - set(_FREE_SECTIONS)
+    for section in sorted(unknown):
+        raise ConfigError(
+            section, "unknown section", _suggest(section, [*_SECTIONS, *_FREE_SECTIONS])
+        )
+    built: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(section, "must be a table", f"write it as [{section}]")
+        built[section] = _build_section(section, cls, table)
+    built["routes"] = _build_routes(raw.get("routes", {}))
+    built["policy"] = _build_policy(raw.get("policy", {}))
+    config = Config(**built)
+    check(config, need_secrets)
+    return config
+
+
+def _build_section(section: str, cls: type[Any], table: dict[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(f"{section}.{key}", "unknown key", _suggest(key, list(fields)))
+        if (section, key) in _SECRET_KEYS:
+            values[key] = value
+            continue
+        values[key] = _coerce(f"{section}.{key}", value, hints[key])
+    return cls(**values)
+
+
+def _build_routes(table: Any) -> dict[str, str]:
+    if not isinstance(table, dict):
+        raise ConfigError(
+            "routes", "must be a table", 'write it as [routes] page_view = "db.table"'
+        )
+    routes: dict[str, str] = {}
+    for event_type, value in table.items():
+        text = value.text if isinstance(value, _EnvValue) else value
+        if not isinstance(text, str) or not is_destination(text):
+            raise ConfigError(
+                f"routes.{event_type}",
+                f"{text!r} is not a database.table",
+                "names are 3-255 characters of a-z, 0-9 and _",
+            )
+        routes[event_type] = text
+    return routes
+
+
+def _build_policy(table: Any) -> dict[str, str]:
+    if not isinstance(table, dict):
+        raise ConfigError(
+            "policy", "must be a table", 'write it as [policy] "400:3004" = "isolate"'
+        )
+    policy: dict[str, str] = {}
+    for key, value in table.items():
+        text = value.text if isinstance(value, _EnvValue) else value
+        if not _POLICY_KEY.match(str(key)):
+            raise ConfigError(
+                f"policy.{key}",
+                "is not a status or status:code",
+                'e.g. "500", "400:3004" or "transport"',
+            )
+        if text not in POLICY_ACTIONS:
+            raise ConfigError(
+                f"policy.{key}",
+                f"{text!r} is not an action",
+                f"use one of {', '.join(POLICY_ACTIONS)}",
+            )
+        policy[str(key)] = text
+    return policy
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    env_name = value.variable if isinstance(value, _EnvValue) else None
+    where = f" (from {env_name})" if env_name else ""
+    if isinstance(value, _EnvValue):
+        value = _parse_env_text(value.text, hint)
+    if hint is Secret:
+        return Secret(str(value))
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(
+                key,
+                f"{value!r} is not allowed{where}",
+                f"use one of {', '.join(map(repr, choices))}",
+            )
+        return value
+    if origin is tuple:
+        (item_type, _ellipsis) = typing.get_args(hint)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(key, f"expected a list, got {value!r}{where}", "write it as [..]")
+        return tuple(_coerce(key, item, item_type) for item in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(key, f"expected true or false, got {value!r}{where}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(key, f"expected an integer, got {value!r}{where}")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(key, f"expected a number, got {value!r}{where}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(key, f"expected a string, got {value!r}{where}")
+    if isinstance(hint, types.UnionType):  # pragma: no cover - no such keys yet
+        return value
+    raise AssertionError(f"unsupported config type {hint!r} for {key}")
+
+
+def _parse_env_text(text: str, hint: Any) -> Any:
+    """Turn an environment string into the key's type; leave it a string when it won't parse."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return [
+            _parse_env_text(part.strip(), typing.get_args(hint)[0])
+            for part in text.split(",")
+            if part.strip()
+        ]
+    try:
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+    except ValueError:
+        return text
+    if hint is bool and text.lower() in ("true", "false", "1", "0"):
+        return text.lower() in ("true", "1")
+    return text
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}known: {', '.join(sorted(known))}"

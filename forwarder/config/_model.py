@@ -1,0 +1,170 @@
+"""The configuration model: frozen dataclasses, one per TOML section, and ``Secret``.
+
+Secrets are held in ``Secret``, whose ``str``/``repr`` never show the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+MAX_EVENTS_PER_REQUEST = 500
+MAX_BYTES_PER_REQUEST = 5_000_000
+MAX_BYTES_PER_EVENT = 1_000_000
+
+REGIONS = {
+    "realtime": ("us01", "eu01", "ap01"),
+    "ingest": ("us01", "eu01", "ap01", "ap02", "ap03"),
+}
+_HOSTS = {"realtime": "p13n.in.treasuredata.com", "ingest": "records.in.treasuredata.com"}
+NAME = re.compile(r"^[a-z0-9_]{3,255}$")
+TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+POLICY_ACTIONS = ("retry", "isolate", "split", "dead-letter", "pause")
+
+
+class Secret:
+    """A secret string: shown as ``'***'`` everywhere but through :meth:`reveal`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = "localhost:9092"
+    topics: tuple[str, ...] = ("clickstream",)
+    group_id: str = "forwarder"
+    client_id: str = "forwarder"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = ""
+    sasl_username: str = ""
+    sasl_password: Secret = field(default_factory=lambda: Secret(""))
+    ssl_cafile: str = ""
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # Backpressure: a partition with this many records not yet done is paused.
+    max_pending_per_partition: int = 5_000
+    commit_interval_ms: int = 1_000
+    fetch_max_records: int = 5_000
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    profile: Literal["realtime", "ingest"] = "realtime"
+    region: str = "us01"
+    url: str = ""
+    database: str = "clickstream"
+    timeout_s: float = 10.0
+    # Plain http to a non-loopback host sends the API key in clear: only for a sandbox on a
+    # private network (docker-compose), never for the real endpoint.
+    allow_plain_http: bool = False
+    api_key: Secret = field(default_factory=lambda: Secret(""))
+    wp13n_token: Secret = field(default_factory=lambda: Secret(""))
+
+    @property
+    def base_url(self) -> str:
+        if self.url:
+            return self.url.rstrip("/")
+        return f"https://{self.region}.{_HOSTS[self.profile]}"
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    max_events: int = MAX_EVENTS_PER_REQUEST
+    max_bytes: int = 4_000_000
+    linger_ms: int = 200
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_in_flight: int = 8
+    requests_per_second: float = 100.0
+    burst: int = 200
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    attempts: int = 3
+    backoff_initial_ms: int = 200
+    backoff_max_ms: int = 10_000
+    # Delay in seconds of each retry tier topic <topic>.retry.<n>; empty: no tiers.
+    tiers: tuple[float, ...] = (5.0, 30.0, 300.0)
+
+
+@dataclass(frozen=True)
+class SchemasConfig:
+    # Extra schema directory; its event types add to or override the bundled ones.
+    dir: str = ""
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    host: str = "0.0.0.0"
+    port: int = 9108
+    shutdown_timeout_s: float = 30.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    routes: Mapping[str, str] = field(default_factory=dict)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    schemas: SchemasConfig = field(default_factory=SchemasConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
+    # "status" or "status:code" -> action name; see forwarder.core.classify.
+    policy: Mapping[str, str] = field(default_factory=dict)
+
+    def destination_for(self, event_type: str) -> str:
+        """``database.table`` for an event type: its route, else the default database."""
+        route = self.routes.get(event_type)
+        return route if route else f"{self.endpoint.database}.{event_type}"
+
+
+def is_destination(text: str) -> bool:
+    """``database.table`` with both names valid."""
+    database, dot, table = text.partition(".")
+    return bool(dot) and bool(NAME.match(database)) and bool(NAME.match(table))
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """The effective configuration as plain data, secrets shown as ``***`` (or empty)."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, Secret):
+            return "***" if value else ""
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple):
+            return [convert(v) for v in value]
+        if isinstance(value, Mapping):
+            return {k: convert(v) for k, v in value.items()}
+        return value
+
+    result: dict[str, Any] = convert(config)
+    return result

@@ -1,0 +1,66 @@
+"""Logs never carry a secret, wherever it hides in the event."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import structlog
+
+from forwarder.logs import REDACTED, Redactor, configure_logging
+
+KEY = "1/0123456789abcdef0123456789abcdef"
+TOKEN = "1/1/sandbox-token-xyz"
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+
+
+def test_a_key_quoted_in_an_exception_message_is_redacted_from_the_json_line() -> None:
+    stream = io.StringIO()
+    configure_logging("info", "json", secrets=[KEY, TOKEN], stream=stream)
+    log = structlog.get_logger("test")
+    try:
+        raise ConnectionError(f"request failed: Authorization: TD1 {KEY}")
+    except ConnectionError:
+        log.exception("request_failed", url=f"https://x.example/?token={TOKEN}")
+    line = stream.getvalue()
+    assert KEY not in line
+    assert TOKEN not in line
+    entry = orjson.loads(line)
+    assert entry["event"] == "request_failed"
+    assert f"TD1 {REDACTED}" in entry["exception"]
+    assert entry["url"] == f"https://x.example/?token={REDACTED}"
+
+
+def test_secrets_inside_nested_values_and_exception_objects_are_redacted() -> None:
+    redactor = Redactor([KEY])
+    event = {
+        "event": "x",
+        "headers": {"authorization": f"TD1 {KEY}"},
+        "attempts": [f"k={KEY}", 3],
+        "error": ValueError(f"bad key {KEY}"),
+    }
+    scrubbed = redactor(None, "info", dict(event))
+    assert KEY not in repr(scrubbed)
+    assert scrubbed["headers"]["authorization"] == f"TD1 {REDACTED}"
+    assert scrubbed["attempts"] == [f"k={REDACTED}", 3]
+    assert scrubbed["error"] == f"ValueError: bad key {REDACTED}"
+
+
+def test_console_output_is_redacted_too() -> None:
+    stream = io.StringIO()
+    configure_logging("info", "console", secrets=[KEY], stream=stream)
+    structlog.get_logger("test").warning("endpoint_paused", detail=f"key {KEY} rejected")
+    assert KEY not in stream.getvalue()
+    assert "endpoint_paused" in stream.getvalue()
+
+
+def test_short_values_are_not_treated_as_secrets() -> None:
+    # A 3-character "secret" would blank out ordinary words in every line.
+    assert Redactor(["abc"]).scrub("abcdef") == "abcdef"
