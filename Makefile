@@ -22,4 +22,6 @@ test: lint
 	.venv/bin/pytest
 
 bench: setup
+	.venv/bin/python bench/bench_sandbox.py
+	.venv/bin/python bench/bench_transport.py
 	.venv/bin/python bench/bench_forwarder.py
