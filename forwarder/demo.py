@@ -117,11 +117,13 @@ async def _demo(events: int, bad_ratio: float, console: Console, workdir: Path) 
         dead = int(total(registry, "forwarder_events_dead_lettered_total"))
         ok = delivered == len(sent) - bad and dead == bad
         verdict = "[green]every event accounted for[/]" if ok else "[red]some events are missing[/]"
+        console.print()
         console.print(
             f"{verdict}: {delivered:,} delivered, {dead:,} dead-lettered ({bad:,} bad events produced)"
         )
         console.print(
-            f"dead-letter topic: {TOPIC}.dlq — inspect it with your Kafka tools; logs: {workdir / 'forwarder.log'}"
+            f"the local Kafka stops with the demo; against your own cluster, "
+            f"`forwarder dlq stats` shows what is in {TOPIC}.dlq. Logs: {workdir / 'forwarder.log'}"
         )
         return 0 if ok else 1
     finally:

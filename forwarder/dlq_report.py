@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from typing import Any
 
 import orjson
@@ -75,14 +76,17 @@ def run_replay(config: KafkaConfig, options: ReplayOptions, as_json: bool) -> in
             TextColumn("replaying"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.speed} rec/s"),
+            TextColumn("{task.fields[rate]} records/s"),
             TimeRemainingColumn(),
         )
         with Progress(*columns, console=console) as bar:
-            task = bar.add_task("replay", total=None)
+            task = bar.add_task("replay", total=None, rate="-")
+            started = time.monotonic()
 
             def advance(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+                elapsed = time.monotonic() - started
+                rate = f"{done / elapsed:,.0f}" if elapsed > 0 else "-"
+                bar.update(task, completed=done, total=total, rate=rate)
 
             summary = asyncio.run(replay(config, options, advance))
     else:

@@ -50,18 +50,27 @@ class Redactor:
 def configure_logging(
     level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (), stream: Any = None
 ) -> None:
+    """structlog for our own lines; the standard library's (aiokafka, aiohttp) rendered alike.
+
+    Libraries log through :mod:`logging`: their records go through the same redaction and
+    renderer to the same stream, at ``warning`` and above, so a JSON log stays all JSON.
+    """
     stream = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer: Any = (
         structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
     )
+    redactor = Redactor(secrets)
+    shared: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.format_exc_info,
-            Redactor(secrets),
+            redactor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -70,3 +79,18 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redactor,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))

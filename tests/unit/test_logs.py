@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterator
 
 import orjson
@@ -19,6 +20,7 @@ TOKEN = "1/1/sandbox-token-xyz"
 def _restore_structlog() -> Iterator[None]:
     yield
     structlog.reset_defaults()
+    logging.getLogger().handlers = []
 
 
 def test_a_key_quoted_in_an_exception_message_is_redacted_from_the_json_line() -> None:
@@ -59,6 +61,18 @@ def test_console_output_is_redacted_too() -> None:
     structlog.get_logger("test").warning("endpoint_paused", detail=f"key {KEY} rejected")
     assert KEY not in stream.getvalue()
     assert "endpoint_paused" in stream.getvalue()
+
+
+def test_library_logs_through_the_standard_library_are_json_and_redacted() -> None:
+    stream = io.StringIO()
+    configure_logging("info", "json", secrets=[KEY], stream=stream)
+    logging.getLogger("aiokafka.consumer").warning("connection to %s failed with %s", "b1", KEY)
+    logging.getLogger("aiokafka.consumer").info("chatty detail")  # below warning: dropped
+    (line,) = stream.getvalue().splitlines()
+    entry = orjson.loads(line)
+    assert entry["event"] == f"connection to b1 failed with {REDACTED}"
+    assert entry["logger"] == "aiokafka.consumer"
+    assert entry["level"] == "warning"
 
 
 def test_short_values_are_not_treated_as_secrets() -> None:
