@@ -1,21 +1,7 @@
-"""A real Apache Kafka broker on loopback, from the jars on Maven Central, with no Docker.
-
-Used by the test fixtures, ``forwarder demo`` and the benchmarks. ``ensure_kafka_jars`` fetches
-``org.apache.kafka:kafka_2.13`` and its runtime dependencies with Maven into a cache outside the
-repository (``$FORWARDER_CACHE_DIR`` or ``~/.cache/forwarder``); ``KafkaCluster`` formats KRaft
-log directories in a temp folder and runs one combined broker+controller node, or three for
-fault tests, on free 127.0.0.1 ports. Broker output goes to files in the work directory, never
-to the caller's terminal. Java processes are killed at interpreter exit even after a failure.
-
-Command line (a developer tool)::
-
-    python -m forwarder.localkafka fetch          # fill the jar cache (setup step)
-    python -m forwarder.localkafka run --nodes 1  # start, print bootstrap servers, Ctrl-C stops
-"""
+"""KRaft nodes on free loopback ports: format, start, wait until they answer, stop, kill."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import atexit
 import base64
@@ -25,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -34,28 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-KAFKA_VERSION = "4.3.0"
-# Kafka's slf4j 1.x API comes without a binding; these make its log4j2 output work.
-SLF4J_VERSION = "2.0.17"
-LOG4J_VERSION = "2.25.4"
+from forwarder.localkafka._jars import ensure_kafka_jars
 
-_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>local.forwarder</groupId>
-  <artifactId>kafka-broker</artifactId>
-  <version>1</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
-      <version>{kafka}</version></dependency>
-    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId>
-      <version>{slf4j}</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId>
-      <version>{log4j}</version></dependency>
-  </dependencies>
-</project>
-"""
-
+# Broker output goes to a file per node, never to the caller's terminal.
 _LOG4J2 = """status = warn
 appender.file.type = File
 appender.file.name = FILE
@@ -69,60 +35,6 @@ logger.kafka.level = INFO
 logger.state.name = state.change.logger
 logger.state.level = WARN
 """
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("FORWARDER_CACHE_DIR") or Path.home() / ".cache" / "forwarder"
-    return Path(root) / f"kafka-{KAFKA_VERSION}"
-
-
-def ensure_kafka_jars() -> Path:
-    """The directory of the broker's jars, downloading them once with Maven.
-
-    The download goes to a temp directory renamed into place, and a marker file says the cache is
-    complete, so an interrupted download never leaves a half cache behind.
-    """
-    target = cache_dir()
-    libs = target / "libs"
-    if (target / "COMPLETE").exists():
-        return libs
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise RuntimeError(
-            "Maven (mvn) is needed to fetch the Kafka jars; install it or fill the cache"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="kafka-jars-", dir=target.parent))
-    try:
-        (work / "pom.xml").write_text(
-            _POM.format(kafka=KAFKA_VERSION, slf4j=SLF4J_VERSION, log4j=LOG4J_VERSION)
-        )
-        result = subprocess.run(
-            [
-                mvn,
-                "-q",
-                "-B",
-                "dependency:copy-dependencies",
-                "-DincludeScope=runtime",
-                "-DoutputDirectory=libs",
-            ],
-            cwd=work,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"mvn could not fetch Kafka {KAFKA_VERSION}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
-            )
-        (work / "COMPLETE").write_text(KAFKA_VERSION)
-        if target.exists():
-            shutil.rmtree(target)
-        work.rename(target)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
-    return libs
 
 
 def free_port() -> int:
@@ -393,94 +305,3 @@ async def _probe(bootstrap: str) -> bool:
         return False
     finally:
         await admin.close()
-
-
-async def create_topic(
-    bootstrap: str, name: str, partitions: int, replication: int = 1, wait_s: float = 30.0
-) -> None:
-    """Create a topic and wait until every partition has a leader."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics([NewTopic(name, partitions, replication)])
-        deadline = time.monotonic() + wait_s
-        while True:
-            described = await admin.describe_topics([name])
-            parts = described[0].get("partitions", []) if described else []
-            if (
-                described
-                and described[0].get("error_code", 0) == 0
-                and len(parts) == partitions
-                and all(p.get("leader", -1) >= 0 for p in parts)
-            ):
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topic {name} has no leaders after {wait_s}s")
-            await asyncio.sleep(0.1)
-    finally:
-        await admin.close()
-
-
-async def wait_for_leaders(
-    bootstrap: str, topic: str, avoid: set[int], wait_s: float = 30.0
-) -> None:
-    """Wait until every partition of ``topic`` has a live leader outside ``avoid`` (node ids)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaError
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        deadline = time.monotonic() + wait_s
-        while True:
-            leaders: list[int] = []
-            try:
-                described = await admin.describe_topics([topic])
-                leaders = [p.get("leader", -1) for p in described[0].get("partitions", [])]
-            except KafkaError:
-                # The admin client's metadata may still name the dead node; ask again.
-                pass
-            if leaders and all(leader >= 0 and leader not in avoid for leader in leaders):
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic} leaders still {leaders} after {wait_s}s")
-            await asyncio.sleep(0.2)
-    finally:
-        await admin.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m forwarder.localkafka", description=__doc__.splitlines()[0]
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("fetch", help="download the Kafka jars into the cache")
-    run = sub.add_parser("run", help="start a local cluster until Ctrl-C")
-    run.add_argument("--nodes", type=int, default=1, choices=(1, 3))
-    args = parser.parse_args(argv)
-    if args.command == "fetch":
-        print(f"Kafka {KAFKA_VERSION} jars in {ensure_kafka_jars()}")
-        return 0
-    cluster = KafkaCluster(nodes=args.nodes)
-    started = time.monotonic()
-    cluster.start()
-    print(
-        f"Kafka {KAFKA_VERSION} up in {time.monotonic() - started:.1f}s: {cluster.bootstrap_servers}",
-        flush=True,
-    )
-    print(f"broker logs: {', '.join(map(str, cluster.log_files))}", flush=True)
-    signals = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        signal.sigwait(signals)
-    finally:
-        cluster.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

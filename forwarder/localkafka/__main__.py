@@ -1,0 +1,45 @@
+"""``python -m forwarder.localkafka fetch|run``: the local Kafka as a developer tool."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+from forwarder.localkafka import __doc__ as PACKAGE_DOC
+from forwarder.localkafka._cluster import KafkaCluster
+from forwarder.localkafka._jars import KAFKA_VERSION, ensure_kafka_jars
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m forwarder.localkafka", description=(PACKAGE_DOC or "").splitlines()[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("fetch", help="download the Kafka jars into the cache")
+    run = sub.add_parser("run", help="start a local cluster until Ctrl-C")
+    run.add_argument("--nodes", type=int, default=1, choices=(1, 3))
+    args = parser.parse_args(argv)
+    if args.command == "fetch":
+        print(f"Kafka {KAFKA_VERSION} jars in {ensure_kafka_jars()}")
+        return 0
+    cluster = KafkaCluster(nodes=args.nodes)
+    started = time.monotonic()
+    cluster.start()
+    print(
+        f"Kafka {KAFKA_VERSION} up in {time.monotonic() - started:.1f}s: {cluster.bootstrap_servers}",
+        flush=True,
+    )
+    print(f"broker logs: {', '.join(map(str, cluster.log_files))}", flush=True)
+    signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        signal.sigwait(signals)
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
