@@ -40,6 +40,9 @@ from forwarder.delivery import Delivery
 from forwarder.metrics import Metrics
 
 IDLE_FETCH_S = 0.1
+# How often log end offsets are asked for: a paused partition gets no fetch responses, so its
+# highwater would freeze while producers keep writing.
+END_OFFSETS_EVERY_S = 5.0
 
 
 class Pipeline:
@@ -82,6 +85,8 @@ class Pipeline:
         self._stopping = asyncio.Event()
         self._backpressured: set[TopicPartition] = set()
         self._held: dict[TopicPartition, float] = {}  # tier partitions held until a due time
+        self._log_ends: dict[TopicPartition, int] = {}
+        self._log_ends_due = 0.0
         self._started = False
         self._joined = False
 
@@ -160,7 +165,7 @@ class Pipeline:
             if now >= next_commit:
                 next_commit = now + commit_every
                 await self._commit()
-                self._observe_lag()
+                self._observe_lag(now)
 
     def _take(self, tp: TopicPartition, records: list[ConsumerRecord], now: float) -> None:
         role = self.topics.role(tp.topic)
@@ -248,16 +253,25 @@ class Pipeline:
             self._tracker.mark_committed(offsets)
             self.metrics.commit_seconds.observe(time.monotonic() - started)
 
-    def _observe_lag(self) -> None:
+    def _observe_lag(self, now: float) -> None:
         """Lag per partition (log end minus the next offset to commit) and the oldest age."""
-        for tp in self._source.assignment():
-            end = self._source.highwater(tp)
+        assigned = self._source.assignment()
+        if now >= self._log_ends_due and assigned:
+            self._log_ends_due = now + END_OFFSETS_EVERY_S
+            self._spawn(self._refresh_log_ends(assigned))
+        for tp in assigned:
+            ends = (self._source.highwater(tp), self._log_ends.get(tp))
+            known = [end for end in ends if end is not None]
             position = self._tracker.committable(tp)
-            if end is not None and position is not None:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
+            if known and position is not None:
+                lag = max(0, max(known) - position)
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
         oldest = self._tracker.oldest_pending_timestamp_ms()
         age = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
         self.metrics.oldest_pending_age.set(age)
+
+    async def _refresh_log_ends(self, partitions: set[TopicPartition]) -> None:
+        self._log_ends.update(await self._source.end_offsets(sorted(partitions)))
 
     # ----------------------------------------------------------------- rebalance and drain
 
@@ -287,6 +301,7 @@ class Pipeline:
         self._backpressured -= revoked
         for tp in revoked:
             self._held.pop(tp, None)
+            self._log_ends.pop(tp, None)
             # A partition another replica now owns is its lag to report, not ours.
             self.metrics.lag.remove(tp.topic, str(tp.partition))
         self._log.info(

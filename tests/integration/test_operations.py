@@ -102,7 +102,7 @@ async def test_scraped_metrics_move_with_the_work_and_match_the_sandbox(
     assert len(await read_all(kafka, f"{topic}.dlq")) == sum(1 for g in sent if g.bad)
 
 
-async def test_lag_and_oldest_age_grow_while_the_endpoint_is_slow(
+async def test_lag_age_and_in_flight_show_a_slow_endpoint_even_on_paused_partitions(
     kafka: str, topic: str, sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
     async with httpx.AsyncClient(base_url=sandbox.url) as http:
@@ -135,6 +135,19 @@ async def test_lag_and_oldest_age_grow_while_the_endpoint_is_slow(
                 )
 
             await wait_for(behind, 60, "lag, oldest age and in-flight to show the slow endpoint")
+            # Every partition is paused now (backpressure at 100 pending): no fetch responses
+            # come for them, yet records written meanwhile must show in the lag.
+            samples, _ = await _scrape(ops)
+            before = _sum(samples, "forwarder_consumer_lag_records", topic=topic)
+            await produce(kafka, topic, TrafficGenerator(seed=23, run_id=topic), 3_000)
+
+            async def grew() -> bool:
+                samples, _ = await _scrape(ops)
+                return (
+                    _sum(samples, "forwarder_consumer_lag_records", topic=topic) >= before + 2_500
+                )
+
+            await wait_for(grew, 30, "the lag of paused partitions to count the new records")
         process.signal(signal.SIGTERM)
         assert await process.wait(60) == 0
     finally:
