@@ -143,15 +143,21 @@ def _as_code(value: Any) -> int | None:
     return None
 
 
-def error_code(body: bytes) -> int | None:
-    """The endpoint's numeric code in an error body, whatever documented shape it takes."""
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """A response body's JSON object, or None when it is empty, not JSON or not an object."""
     if not body:
         return None
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(data, dict):
+    return data if isinstance(data, dict) else None
+
+
+def error_code(body: bytes) -> int | None:
+    """The endpoint's numeric code in an error body, whatever documented shape it takes."""
+    data = _json_object(body)
+    if data is None:
         return None
     for key in ("code", "error_code"):
         code = _as_code(data.get(key))
@@ -170,13 +176,8 @@ def error_code(body: bytes) -> int | None:
 
 def receipts(body: bytes, count: int) -> tuple[bool, ...] | None:
     """Per-event results from a ``receipts`` body, or None when there is no usable list."""
-    if not body:
-        return None
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    items = data.get("receipts") if isinstance(data, dict) else None
+    data = _json_object(body)
+    items = data.get("receipts") if data is not None else None
     if not isinstance(items, list) or len(items) != count:
         return None
     return tuple(isinstance(item, dict) and item.get("success") is True for item in items)

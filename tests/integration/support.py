@@ -115,6 +115,15 @@ async def sandbox_stats(url: str) -> dict[str, Any]:
         return (await http.get("/_sandbox/stats")).json()  # type: ignore[no-any-return]
 
 
+async def wait_delivered(url: str, count: int, timeout: float, what: str) -> None:
+    """Wait until the sandbox at ``url`` has ``count`` distinct uuids."""
+
+    async def delivered() -> bool:
+        return (await sandbox_stats(url))["distinct_uuids"] >= count
+
+    await wait_for(delivered, timeout, what)
+
+
 async def sandbox_uuids(url: str) -> dict[str, int]:
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         return (await http.get("/_sandbox/uuids")).json()["uuids"]  # type: ignore[no-any-return]

@@ -12,6 +12,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from forwarder.config import Config
 from forwarder.demo import total
 from forwarder.localkafka import create_topic, free_port
 from forwarder.pipeline import Pipeline
@@ -29,6 +30,7 @@ from .support import (
     sandbox_stats,
     sandbox_uuids,
     uuid_of,
+    wait_delivered,
     wait_for,
 )
 
@@ -40,11 +42,23 @@ async def _faults(sandbox: RunningSandbox, **faults: object) -> None:
 
 
 async def _all_delivered(sandbox: RunningSandbox, expected: set[str], timeout: float) -> None:
-    async def done() -> bool:
-        return (await sandbox_stats(sandbox.url))["distinct_uuids"] >= len(expected)
-
-    await wait_for(done, timeout, f"{len(expected)} events at the sandbox")
+    await wait_delivered(
+        sandbox.url, len(expected), timeout, f"{len(expected)} events at the sandbox"
+    )
     assert set(await sandbox_uuids(sandbox.url)) == expected
+
+
+def _tiered_config(kafka: str, topic: str, sandbox: RunningSandbox, tiers: str) -> Config:
+    """Two quick tries in process, then the given retry tiers (seconds, comma-separated)."""
+    return config_for(
+        kafka,
+        topic,
+        sandbox.url,
+        retry__attempts=2,
+        retry__backoff_initial_ms=10,
+        retry__backoff_max_ms=20,
+        retry__tiers=tiers,
+    )
 
 
 async def test_transient_errors_and_throttling_deliver_everything_within_the_rate_limit(
@@ -95,15 +109,7 @@ async def test_persistent_failure_walks_the_tiers_then_dead_letters(
 ) -> None:
     sent = await produce(kafka, topic, TrafficGenerator(seed=12, run_id=topic), 40)
     await _faults(sandbox, errors=[{"status": 503, "rate": 1.0, "retry_after_s": 0}])
-    config = config_for(
-        kafka,
-        topic,
-        sandbox.url,
-        retry__attempts=2,
-        retry__backoff_initial_ms=10,
-        retry__backoff_max_ms=20,
-        retry__tiers="1,2",
-    )
+    config = _tiered_config(kafka, topic, sandbox, "1,2")
     pipeline = Pipeline(config, REGISTRY)
     async with running(pipeline):
 
@@ -142,15 +148,7 @@ async def test_recovery_before_the_last_tier_delivers_instead(
     sent = await produce(kafka, topic, TrafficGenerator(seed=13, run_id=topic), 40)
     expected = {uuid_of(g.event_id) for g in sent if g.event_id}
     await _faults(sandbox, errors=[{"status": 500, "code": 1001, "rate": 1.0}])
-    config = config_for(
-        kafka,
-        topic,
-        sandbox.url,
-        retry__attempts=2,
-        retry__backoff_initial_ms=10,
-        retry__backoff_max_ms=20,
-        retry__tiers="2,30",
-    )
+    config = _tiered_config(kafka, topic, sandbox, "2,30")
     pipeline = Pipeline(config, REGISTRY)
     async with running(pipeline):
 

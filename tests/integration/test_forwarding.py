@@ -12,9 +12,9 @@ from .support import (
     headers_of,
     read_all,
     running,
-    sandbox_stats,
     sandbox_uuids,
     uuid_of,
+    wait_delivered,
     wait_for,
 )
 
@@ -28,11 +28,7 @@ async def test_every_valid_event_is_delivered_and_every_invalid_one_dead_lettere
     assert bad, "the generator must produce bad events"
     pipeline = Pipeline(config_for(kafka, topic, sandbox.url), REGISTRY)
     async with running(pipeline):
-
-        async def delivered() -> bool:
-            return (await sandbox_stats(sandbox.url))["distinct_uuids"] >= len(valid)
-
-        await wait_for(delivered, 60, "every valid event at the sandbox")
+        await wait_delivered(sandbox.url, len(valid), 60, "every valid event at the sandbox")
 
         async def dead_lettered() -> bool:
             return len(await read_all(kafka, f"{topic}.dlq")) >= len(bad)

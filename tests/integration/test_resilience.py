@@ -17,6 +17,7 @@ from .support import (
     sandbox_stats,
     sandbox_uuids,
     uuid_of,
+    wait_delivered,
     wait_for,
 )
 
@@ -44,11 +45,9 @@ async def test_kill_9_mid_run_then_restart_delivers_every_event(
     assert before < len(expected), "the crash must happen mid-run"
     second = ForwarderProcess(env, tmp_path / "second.log")
     try:
-
-        async def all_delivered() -> bool:
-            return (await sandbox_stats(sandbox.url))["distinct_uuids"] >= len(expected)
-
-        await wait_for(all_delivered, 180, "every event delivered after the restart")
+        await wait_delivered(
+            sandbox.url, len(expected), 180, "every event delivered after the restart"
+        )
         second.signal(signal.SIGTERM)
         assert await second.wait(60) == 0
     finally:
@@ -93,11 +92,9 @@ async def test_two_instances_share_partitions_and_sigterm_loses_nothing(
         # Keep producing while only the second instance runs: it takes over every partition.
         sent += await produce(kafka, topic, generator, 10_000)
         expected = {uuid_of(g.event_id) for g in sent if g.event_id}
-
-        async def all_delivered() -> bool:
-            return (await sandbox_stats(sandbox.url))["distinct_uuids"] >= len(expected)
-
-        await wait_for(all_delivered, 120, "every event delivered by the survivor")
+        await wait_delivered(
+            sandbox.url, len(expected), 120, "every event delivered by the survivor"
+        )
         assert set(await sandbox_uuids(sandbox.url)) == expected
         two.signal(signal.SIGTERM)
         assert await two.wait(60) == 0
