@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -148,6 +148,44 @@ class TrafficGenerator:
             yield self.next()
 
 
+def _producer(bootstrap_servers: str) -> Any:
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        linger_ms=20,
+        max_batch_size=256 * 1024,
+        max_request_size=4 * 1024 * 1024,
+    )
+
+
+async def _send_paced(
+    producer: Any,
+    topic: str,
+    items: Iterable[Generated],
+    rate: float | None,
+    sent: list[Generated] | None,
+) -> int:
+    """Send ``items`` (at ``rate`` per second when given), appending each to ``sent`` if given."""
+    started = time.monotonic()
+    pending = []
+    count = 0
+    for index, item in enumerate(items):
+        if rate:
+            ahead = started + index / rate - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        pending.append(await producer.send(topic, value=item.value, key=item.key))
+        count += 1
+        if sent is not None:
+            sent.append(item)
+        if len(pending) >= 2000:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
+    return count
+
+
 async def produce(
     bootstrap_servers: str,
     topic: str,
@@ -156,47 +194,25 @@ async def produce(
     rate: float | None = None,
 ) -> list[Generated]:
     """Produce ``count`` events (at ``rate`` per second when given); return what was sent."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
-        linger_ms=20,
-        max_batch_size=256 * 1024,
-        max_request_size=4 * 1024 * 1024,
-    )
+    producer = _producer(bootstrap_servers)
     await producer.start()
     sent: list[Generated] = []
-    started = time.monotonic()
     try:
-        pending = []
-        for index, item in enumerate(generator.take(count)):
-            if rate:
-                ahead = started + index / rate - time.monotonic()
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-            pending.append(await producer.send(topic, value=item.value, key=item.key))
-            sent.append(item)
-            if len(pending) >= 2000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
+        await _send_paced(producer, topic, generator.take(count), rate, sent)
     finally:
         await producer.stop()
     return sent
 
 
 async def produce_forever(
-    bootstrap_servers: str,
-    topic: str,
-    generator: TrafficGenerator,
-    rate: float,
-    count: int = 0,
-    chunk: int = 10_000,
+    bootstrap_servers: str, topic: str, generator: TrafficGenerator, rate: float, count: int = 0
 ) -> int:
-    """Produce at ``rate`` events/s until ``count`` (0: until cancelled); return how many."""
-    done = 0
-    while count == 0 or done < count:
-        size = chunk if count == 0 else min(chunk, count - done)
-        await produce(bootstrap_servers, topic, generator, size, rate)
-        done += size
-    return done
+    """Produce at ``rate`` events/s until ``count`` (0: until cancelled), keeping nothing."""
+    producer = _producer(bootstrap_servers)
+    await producer.start()
+    # count 0: an endless stream (generator.next never returns the sentinel None).
+    items = generator.take(count) if count else iter(generator.next, None)
+    try:
+        return await _send_paced(producer, topic, items, rate, None)
+    finally:
+        await producer.stop()
