@@ -2,7 +2,8 @@
 
 Every event handed to :meth:`Delivery.send` ends in exactly one place: accepted by the
 endpoint, written to a retry tier, or written to the dead-letter topic. Only then is
-``on_done`` called for its record, which is what lets the pipeline commit its offset.
+``on_done`` called for its record (for a whole batch's records at once when the endpoint
+accepts them), which is what lets the pipeline commit their offsets.
 
 Pause: a systemic fault (a bad token, a missing stream) would hit every event, so the batch is
 neither retried to exhaustion nor dead-lettered. The delivery holds it, reports the pause (the
@@ -46,7 +47,7 @@ class Delivery:
         policy: Policy,
         retry: RetryConfig,
         metrics: Metrics,
-        on_done: Callable[[RecordLike], None],
+        on_done: Callable[[Sequence[RecordLike]], None],
         rng: random.Random | None = None,
     ) -> None:
         self._sink = sink
@@ -142,8 +143,7 @@ class Delivery:
         if not events:
             return
         self._metrics.forwarded.labels(destination).inc(len(events))
-        for event in events:
-            self._on_done(event.record)
+        self._on_done([event.record for event in events])
 
     async def _park(
         self, destination: str, events: list[Event], decision: Decision, tries: int
@@ -201,7 +201,7 @@ class Delivery:
         self, topic: str, record: RecordLike, headers: list[tuple[str, bytes]]
     ) -> None:
         if await self._publisher.publish(topic, record.key, record.value, headers):
-            self._on_done(record)
+            self._on_done((record,))
 
     def _observe(self, decision: Decision, elapsed_s: float) -> None:
         status = "transport" if decision.status is None else str(decision.status)

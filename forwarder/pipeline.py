@@ -3,7 +3,7 @@
     KafkaSource --records--> Decoder --events--> Batcher --batches--> senders (Delivery)
          ^                      | failures                               |
          |                      v                                        v
-      commit <------------ OffsetTracker <------ on_done(record) -- publisher / endpoint
+      commit <------------ OffsetTracker <----- on_done(records) -- publisher / endpoint
 
 One loop fetches records, decodes them, feeds the batcher, closes lingering batches, pauses
 partitions with too many records pending (and resumes them), holds retry-tier partitions until
@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -76,7 +76,7 @@ class Pipeline:
             policy or Policy.from_config(config.policy),
             config.retry,
             self.metrics,
-            self._record_done,
+            self._records_done,
             random.Random(),
         )
         self._queue: asyncio.Queue[Batch] = asyncio.Queue()
@@ -169,20 +169,29 @@ class Pipeline:
 
     def _take(self, tp: TopicPartition, records: list[ConsumerRecord], now: float) -> None:
         role = self.topics.role(tp.topic)
-        taken = 0
-        wall_ms = int(time.time() * 1000)
+        if role.tier:
+            records = self._due_records(tp, records)
+        self._tracker.add_all(tp, records, int(time.time() * 1000))
+        self.metrics.consumed.labels(role.source).inc(len(records))
+        decode = self._decoder.decode
+        add = self._batcher.add
+        put = self._queue.put_nowait
         for record in records:
-            if role.tier and self._hold_if_early(tp, record):
-                break  # the rest of this partition's records come again once it is due
-            taken += 1
-            self._tracker.add(tp, record.offset, record.timestamp or wall_ms)
-            outcome = self._decoder.decode(record)
+            outcome = decode(record)
             if isinstance(outcome, Event):
-                for batch in self._batcher.add(outcome, now):
-                    self._queue.put_nowait(batch)
+                for batch in add(outcome, now):
+                    put(batch)
             else:
                 self._spawn(self._dead_letter(record, outcome))
-        self.metrics.consumed.labels(role.source).inc(taken)
+
+    def _due_records(
+        self, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> list[ConsumerRecord]:
+        """A retry tier's records up to the first one not yet due (it is held, see below)."""
+        for index, record in enumerate(records):
+            if self._hold_if_early(tp, record):
+                return records[:index]  # the rest come again once the partition is due
+        return records
 
     def _hold_if_early(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
         """A tier record not yet due: rewind to it and pause its partition until it is."""
@@ -221,10 +230,12 @@ class Pipeline:
                 self.metrics.in_flight.dec()
                 self._queue.task_done()
 
-    def _record_done(self, record: RecordLike) -> None:
+    def _records_done(self, records: Sequence[RecordLike]) -> None:
         # A plain tuple hashes and compares equal to aiokafka's TopicPartition (a namedtuple),
         # and is cheaper to build once per event.
-        self._tracker.done((record.topic, record.partition), record.offset)
+        done = self._tracker.done
+        for record in records:
+            done((record.topic, record.partition), record.offset)
 
     def _flow_control(self, now: float) -> None:
         assigned = self._source.assignment()

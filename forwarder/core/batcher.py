@@ -29,14 +29,21 @@ class Batch:
         self.events.append(event)
 
     def body(self) -> bytes:
-        return _OPEN + b",".join(e.body for e in self.events) + _CLOSE
+        return body_of(self.events)
 
     def __len__(self) -> int:
         return len(self.events)
 
 
 def body_of(events: list[Event]) -> bytes:
-    return _OPEN + b",".join(e.body for e in events) + _CLOSE
+    """The request body ``{"events":[...]}``, copying the events' bytes once."""
+    if not events:
+        return _OPEN + _CLOSE
+    parts = [e.body for e in events]
+    # Wrapping the end parts, not the joined whole, spares two copies of a 5 MB body.
+    parts[0] = _OPEN + parts[0]
+    parts[-1] = parts[-1] + _CLOSE
+    return b",".join(parts)
 
 
 class Batcher:

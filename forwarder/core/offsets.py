@@ -12,8 +12,10 @@ position); a record seen again after a rebalance is tracked afresh.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+
+from forwarder.core.records import RecordLike
 
 Partition = Hashable
 
@@ -46,6 +48,24 @@ class OffsetTracker:
         state.pending.append(offset)
         state.stamps.append(timestamp_ms)
         state.next_offset = offset + 1
+
+    def add_all(self, partition: Partition, records: Sequence[RecordLike], now_ms: int) -> None:
+        """``add`` for each record of one partition's fetch, in one step when they follow on.
+
+        Records without a timestamp are stamped ``now_ms``.
+        """
+        state = self._partitions.get(partition)
+        if not records:
+            return
+        if state is None or not state.pending or records[0].offset > state.pending[-1]:
+            if state is None:
+                state = self._partitions[partition] = _PartitionState()
+            state.pending.extend([r.offset for r in records])
+            state.stamps.extend([r.timestamp or now_ms for r in records])
+            state.next_offset = records[-1].offset + 1
+            return
+        for record in records:
+            self.add(partition, record.offset, record.timestamp or now_ms)
 
     def done(self, partition: Partition, offset: int) -> None:
         """Mark a record done. Unknown partitions or offsets (revoked meanwhile) are ignored."""

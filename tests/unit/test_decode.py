@@ -3,6 +3,8 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from forwarder.core import headers as h
 from forwarder.core.decode import Decoder, Event, event_uuid
@@ -117,6 +119,41 @@ def test_headers_module_names_match_the_design() -> None:
 
 @pytest.mark.parametrize("name", ["ev-1", "", "ünïcode-名前", "clicks/3/12345", "x" * 300])
 def test_fast_uuid5_matches_the_standard_library(name: str) -> None:
+    import uuid
+
+    from forwarder.core.decode import UUID_NAMESPACE, uuid5
+
+    assert uuid5(name) == str(uuid.uuid5(UUID_NAMESPACE, name))
+
+
+@pytest.mark.parametrize(
+    ("raw", "inserted"),
+    [
+        (b'{"event_type":"x","a":[1, 2] }', '"uuid":"{u}","time":1763800000,'),
+        (b' \n{ "event_type":"x","time":7}', '"uuid":"{u}",'),
+    ],
+)
+def test_event_bytes_are_forwarded_unchanged_after_the_inserted_members(
+    raw: bytes, inserted: str
+) -> None:
+    decoder = Decoder(_AcceptAll(), lambda t: f"db.{t}")
+    event = decoder.decode(Rec(raw))  # type: ignore[arg-type]
+    assert isinstance(event, Event)
+    rest = raw.lstrip()[1:]
+    assert event.body == b"{" + inserted.format(u=event.uuid).encode() + rest
+    assert orjson.loads(event.body) == {**orjson.loads(raw), **orjson.loads(event.body)}
+
+
+def test_a_time_that_is_not_an_integer_is_replaced_not_duplicated() -> None:
+    decoder = Decoder(_AcceptAll(), lambda t: f"db.{t}")
+    event = decoder.decode(Rec(b'{"event_type":"x","time":"soon"}'))  # type: ignore[arg-type]
+    assert isinstance(event, Event)
+    assert event.body.count(b'"time"') == 1
+    assert orjson.loads(event.body)["time"] == 1_763_800_000
+
+
+@given(st.text())
+def test_fast_uuid5_matches_the_standard_library_for_any_name(name: str) -> None:
     import uuid
 
     from forwarder.core.decode import UUID_NAMESPACE, uuid5

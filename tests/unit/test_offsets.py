@@ -103,3 +103,36 @@ def test_oldest_pending_timestamp_follows_the_head_of_every_partition() -> None:
     assert tracker.oldest_pending_timestamp_ms() == 9_000
     tracker.done("b", 0)
     assert tracker.oldest_pending_timestamp_ms() is None
+
+
+class _Rec:
+    def __init__(self, offset: int, timestamp: int) -> None:
+        self.offset = offset
+        self.timestamp = timestamp
+
+
+@settings(max_examples=200)
+@given(
+    fetches=st.lists(
+        st.lists(st.integers(min_value=0, max_value=60), min_size=0, max_size=8),
+        min_size=1,
+        max_size=6,
+    ),
+    finished=st.sets(st.integers(min_value=0, max_value=60)),
+)
+def test_adding_a_whole_fetch_equals_adding_its_records_one_by_one(
+    fetches: list[list[int]], finished: set[int]
+) -> None:
+    one_by_one = OffsetTracker(max_pending=1000)
+    at_once = OffsetTracker(max_pending=1000)
+    for fetch in fetches:
+        records = [_Rec(o, 0 if o % 3 == 0 else 1000 + o) for o in sorted(set(fetch))]
+        for record in records:
+            one_by_one.add(P, record.offset, record.timestamp or 7)
+        at_once.add_all(P, records, 7)  # type: ignore[arg-type]
+        for offset in finished:
+            one_by_one.done(P, offset)
+            at_once.done(P, offset)
+        assert at_once.committable(P) == one_by_one.committable(P)
+        assert at_once.pending(P) == one_by_one.pending(P)
+        assert at_once.oldest_pending_timestamp_ms() == one_by_one.oldest_pending_timestamp_ms()
