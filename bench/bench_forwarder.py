@@ -1,6 +1,6 @@
 """Forwarder throughput and latency against a bare aiokafka consumer, side by side, on loopback.
 
-    .venv/bin/python bench/bench_forwarder.py [--events 500000] [--runs 3]
+    .venv/bin/python bench/bench_forwarder.py [--events 500000] [--runs 3] [--replicas 2]
 
 Setup: a local Kafka broker (6 partitions), the sandbox in its own process (no latency, no rate
 limit), ``--events`` events of about 500 bytes already in the topic. Each run, alternating:
@@ -8,7 +8,9 @@ limit), ``--events`` events of about 500 bytes already in the topic. Each run, a
 - raw ceiling: a bare AIOKafkaConsumer (new group) reads the whole topic;
 - forwarder: ``forwarder run`` (new group) in a child process forwards it all; events/s is
   counted from the sandbox's first to its last accepted event; CPU seconds and peak RSS
-  (VmHWM) are the child's own.
+  (VmHWM) are the child's own;
+- with ``--replicas N``, also N forwarder processes in one new group (scaling out on the same
+  host): events/s, summed CPU seconds and summed peak RSS.
 
 Then latency: the forwarder runs on a fresh topic while events are produced at a steady
 ``--rate`` per second; latency is the sandbox's receive time minus the Kafka record timestamp.
@@ -141,18 +143,28 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 async def forwarder_run(
-    bootstrap: str, topic: str, sandbox: str, count: int, workdir: Path
+    bootstrap: str, topic: str, sandbox: str, count: int, workdir: Path, replicas: int = 1
 ) -> dict[str, float]:
+    """Forward the whole topic with ``replicas`` processes in one new group.
+
+    CPU seconds are summed over the replicas; peak RSS too (an upper bound: each process
+    peaks at its own moment).
+    """
     async with httpx.AsyncClient(base_url=sandbox, timeout=60) as http:
         await http.post("/_sandbox/reset", json={})
-        env = forwarder_env(bootstrap, topic, sandbox, f"fwd-{uuid.uuid4().hex[:6]}", free_port())
-        process = start_forwarder(env, workdir / "forwarder.log")
-        ps = psutil.Process(process.pid)
+        group = f"fwd-{uuid.uuid4().hex[:6]}"
+        processes = [
+            start_forwarder(
+                forwarder_env(bootstrap, topic, sandbox, group, free_port()),
+                workdir / "forwarder.log",
+            )
+            for _ in range(replicas)
+        ]
         first = last = 0.0
         deadline = time.monotonic() + 600
         try:
             while time.monotonic() < deadline:
-                if process.poll() is not None:
+                if any(p.poll() is not None for p in processes):
                     raise RuntimeError(f"forwarder exited: see {workdir / 'forwarder.log'}")
                 accepted = (await http.get("/_sandbox/stats")).json()["accepted_events"]
                 now = time.monotonic()
@@ -162,15 +174,16 @@ async def forwarder_run(
                     last = now
                     break
                 await asyncio.sleep(0.05)
-            cpu = ps.cpu_times()
-            rss = peak_rss_mb(process.pid)
+            cpu = sum(sum(psutil.Process(p.pid).cpu_times()[:2]) for p in processes)
+            rss = sum(peak_rss_mb(p.pid) for p in processes)
         finally:
-            stop(process)
+            for process in processes:
+                stop(process)
     if not last:
         raise RuntimeError("the forwarder did not deliver everything in time")
     return {
         "events_per_s": count / (last - first),
-        "cpu_s_per_million": (cpu.user + cpu.system) / count * 1_000_000,
+        "cpu_s_per_million": cpu / count * 1_000_000,
         "peak_rss_mb": rss,
     }
 
@@ -247,6 +260,12 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--latency-seconds", type=int, default=20)
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="also run this many forwarder processes in one group, side by side (scaling out)",
+    )
     args = parser.parse_args()
     workdir = Path(os.environ.get("BENCH_WORKDIR", "/tmp/forwarder-bench"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -270,6 +289,7 @@ async def main() -> None:
         )
         raw: list[float] = []
         fwd: list[dict[str, float]] = []
+        scaled: list[dict[str, float]] = []
         for run in range(args.runs):
             raw.append(await raw_ceiling(cluster.bootstrap_servers, topic, args.events))
             fwd.append(
@@ -282,6 +302,24 @@ async def main() -> None:
                 f"{fwd[-1]['cpu_s_per_million']:.1f} CPU s/M, peak RSS {fwd[-1]['peak_rss_mb']:.0f} MB",
                 flush=True,
             )
+            if args.replicas > 1:
+                scaled.append(
+                    await forwarder_run(
+                        cluster.bootstrap_servers,
+                        topic,
+                        sandbox_url,
+                        args.events,
+                        workdir,
+                        args.replicas,
+                    )
+                )
+                print(
+                    f"run {run + 1}: {args.replicas} replicas "
+                    f"{scaled[-1]['events_per_s']:,.0f} ev/s, "
+                    f"{scaled[-1]['cpu_s_per_million']:.1f} CPU s/M, "
+                    f"summed peak RSS {scaled[-1]['peak_rss_mb']:.0f} MB",
+                    flush=True,
+                )
         lat = await latency(
             cluster.bootstrap_servers, sandbox_url, args.rate, args.latency_seconds, workdir
         )
@@ -304,6 +342,17 @@ async def main() -> None:
         "latency_p50_ms": round(lat["p50_ms"], 1),
         "latency_p99_ms": round(lat["p99_ms"], 1),
     }
+    if scaled:
+        result["replicas"] = args.replicas
+        result["replicas_events_per_s"] = round(
+            statistics.median(r["events_per_s"] for r in scaled)
+        )
+        result["replicas_ratio_median"] = round(
+            statistics.median(s["events_per_s"] / r for s, r in zip(scaled, raw, strict=True)), 3
+        )
+        result["replicas_cpu_s_per_million_events"] = round(
+            statistics.median(r["cpu_s_per_million"] for r in scaled), 1
+        )
     print(json.dumps(result, indent=2))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
