@@ -24,4 +24,4 @@ test: lint
 bench: setup
 	.venv/bin/python bench/bench_sandbox.py
 	.venv/bin/python bench/bench_transport.py
-	.venv/bin/python bench/bench_forwarder.py --replicas 2
+	.venv/bin/python bench/bench_forwarder.py --replicas 2 --decode-stub

@@ -1,6 +1,7 @@
 """Forwarder throughput and latency against a bare aiokafka consumer, side by side, on loopback.
 
     .venv/bin/python bench/bench_forwarder.py [--events 500000] [--runs 3] [--replicas 2]
+        [--decode-stub]
 
 Setup: a local Kafka broker (6 partitions), the sandbox in its own process (no latency, no rate
 limit), ``--events`` events of about 500 bytes already in the topic. Each run, alternating:
@@ -10,7 +11,9 @@ limit), ``--events`` events of about 500 bytes already in the topic. Each run, a
   counted from the sandbox's first to its last accepted event; CPU seconds and peak RSS
   (VmHWM) are the child's own;
 - with ``--replicas N``, also N forwarder processes in one new group (scaling out on the same
-  host): events/s, summed CPU seconds and summed peak RSS.
+  host): events/s, summed CPU seconds and summed peak RSS;
+- with ``--decode-stub``, also the forwarder with decoding replaced by a constant-time stub
+  (``bench/_decode_stub.py``): what everything but decoding and validation can reach.
 
 Then latency: the forwarder runs on a fresh topic while events are produced at a steady
 ``--rate`` per second; latency is the sandbox's receive time minus the Kafka record timestamp.
@@ -116,10 +119,13 @@ def forwarder_env(
     }
 
 
-def start_forwarder(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_forwarder(
+    env: dict[str, str], log: Path, decode_stub: bool = False
+) -> subprocess.Popen[bytes]:
+    entry = [str(ROOT / "bench" / "_decode_stub.py")] if decode_stub else ["-m", "forwarder"]
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "forwarder", "run"],
+            [sys.executable, *entry, "run"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -143,7 +149,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 async def forwarder_run(
-    bootstrap: str, topic: str, sandbox: str, count: int, workdir: Path, replicas: int = 1
+    bootstrap: str,
+    topic: str,
+    sandbox: str,
+    count: int,
+    workdir: Path,
+    replicas: int = 1,
+    decode_stub: bool = False,
 ) -> dict[str, float]:
     """Forward the whole topic with ``replicas`` processes in one new group.
 
@@ -157,6 +169,7 @@ async def forwarder_run(
             start_forwarder(
                 forwarder_env(bootstrap, topic, sandbox, group, free_port()),
                 workdir / "forwarder.log",
+                decode_stub,
             )
             for _ in range(replicas)
         ]
@@ -266,6 +279,12 @@ async def main() -> None:
         default=1,
         help="also run this many forwarder processes in one group, side by side (scaling out)",
     )
+    parser.add_argument(
+        "--decode-stub",
+        action="store_true",
+        help="also run the forwarder with decoding stubbed out (bench/_decode_stub.py): "
+        "the ceiling of everything but decoding and validation",
+    )
     args = parser.parse_args()
     workdir = Path(os.environ.get("BENCH_WORKDIR", "/tmp/forwarder-bench"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -290,6 +309,7 @@ async def main() -> None:
         raw: list[float] = []
         fwd: list[dict[str, float]] = []
         scaled: list[dict[str, float]] = []
+        stubbed: list[dict[str, float]] = []
         for run in range(args.runs):
             raw.append(await raw_ceiling(cluster.bootstrap_servers, topic, args.events))
             fwd.append(
@@ -320,6 +340,22 @@ async def main() -> None:
                     f"summed peak RSS {scaled[-1]['peak_rss_mb']:.0f} MB",
                     flush=True,
                 )
+            if args.decode_stub:
+                stubbed.append(
+                    await forwarder_run(
+                        cluster.bootstrap_servers,
+                        topic,
+                        sandbox_url,
+                        args.events,
+                        workdir,
+                        decode_stub=True,
+                    )
+                )
+                print(
+                    f"run {run + 1}: decoding stubbed out {stubbed[-1]['events_per_s']:,.0f} ev/s, "
+                    f"{stubbed[-1]['cpu_s_per_million']:.1f} CPU s/M",
+                    flush=True,
+                )
         lat = await latency(
             cluster.bootstrap_servers, sandbox_url, args.rate, args.latency_seconds, workdir
         )
@@ -342,6 +378,13 @@ async def main() -> None:
         "latency_p50_ms": round(lat["p50_ms"], 1),
         "latency_p99_ms": round(lat["p99_ms"], 1),
     }
+    if stubbed:
+        result["decode_stub_events_per_s"] = round(
+            statistics.median(r["events_per_s"] for r in stubbed)
+        )
+        result["decode_stub_ratio_median"] = round(
+            statistics.median(s["events_per_s"] / r for s, r in zip(stubbed, raw, strict=True)), 3
+        )
     if scaled:
         result["replicas"] = args.replicas
         result["replicas_events_per_s"] = round(
