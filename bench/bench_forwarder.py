@@ -308,8 +308,13 @@ async def main() -> None:
         )
         raw: list[float] = []
         fwd: list[dict[str, float]] = []
-        scaled: list[dict[str, float]] = []
-        stubbed: list[dict[str, float]] = []
+        # Variants measured in the same runs, by the key prefix of their figures.
+        variants: dict[str, dict[str, Any]] = {}
+        if args.replicas > 1:
+            variants["replicas"] = {"replicas": args.replicas}
+        if args.decode_stub:
+            variants["decode_stub"] = {"decode_stub": True}
+        measured: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
         for run in range(args.runs):
             raw.append(await raw_ceiling(cluster.bootstrap_servers, topic, args.events))
             fwd.append(
@@ -322,38 +327,15 @@ async def main() -> None:
                 f"{fwd[-1]['cpu_s_per_million']:.1f} CPU s/M, peak RSS {fwd[-1]['peak_rss_mb']:.0f} MB",
                 flush=True,
             )
-            if args.replicas > 1:
-                scaled.append(
-                    await forwarder_run(
-                        cluster.bootstrap_servers,
-                        topic,
-                        sandbox_url,
-                        args.events,
-                        workdir,
-                        args.replicas,
-                    )
+            for name, options in variants.items():
+                figures = await forwarder_run(
+                    cluster.bootstrap_servers, topic, sandbox_url, args.events, workdir, **options
                 )
+                measured[name].append(figures)
                 print(
-                    f"run {run + 1}: {args.replicas} replicas "
-                    f"{scaled[-1]['events_per_s']:,.0f} ev/s, "
-                    f"{scaled[-1]['cpu_s_per_million']:.1f} CPU s/M, "
-                    f"summed peak RSS {scaled[-1]['peak_rss_mb']:.0f} MB",
-                    flush=True,
-                )
-            if args.decode_stub:
-                stubbed.append(
-                    await forwarder_run(
-                        cluster.bootstrap_servers,
-                        topic,
-                        sandbox_url,
-                        args.events,
-                        workdir,
-                        decode_stub=True,
-                    )
-                )
-                print(
-                    f"run {run + 1}: decoding stubbed out {stubbed[-1]['events_per_s']:,.0f} ev/s, "
-                    f"{stubbed[-1]['cpu_s_per_million']:.1f} CPU s/M",
+                    f"run {run + 1}: {name} {figures['events_per_s']:,.0f} ev/s, "
+                    f"{figures['cpu_s_per_million']:.1f} CPU s/M, "
+                    f"summed peak RSS {figures['peak_rss_mb']:.0f} MB",
                     flush=True,
                 )
         lat = await latency(
@@ -378,23 +360,15 @@ async def main() -> None:
         "latency_p50_ms": round(lat["p50_ms"], 1),
         "latency_p99_ms": round(lat["p99_ms"], 1),
     }
-    if stubbed:
-        result["decode_stub_events_per_s"] = round(
-            statistics.median(r["events_per_s"] for r in stubbed)
-        )
-        result["decode_stub_ratio_median"] = round(
-            statistics.median(s["events_per_s"] / r for s, r in zip(stubbed, raw, strict=True)), 3
-        )
-    if scaled:
+    if args.replicas > 1:
         result["replicas"] = args.replicas
-        result["replicas_events_per_s"] = round(
-            statistics.median(r["events_per_s"] for r in scaled)
+    for name, runs in measured.items():
+        result[f"{name}_events_per_s"] = round(statistics.median(r["events_per_s"] for r in runs))
+        result[f"{name}_ratio_median"] = round(
+            statistics.median(v["events_per_s"] / r for v, r in zip(runs, raw, strict=True)), 3
         )
-        result["replicas_ratio_median"] = round(
-            statistics.median(s["events_per_s"] / r for s, r in zip(scaled, raw, strict=True)), 3
-        )
-        result["replicas_cpu_s_per_million_events"] = round(
-            statistics.median(r["cpu_s_per_million"] for r in scaled), 1
+        result[f"{name}_cpu_s_per_million_events"] = round(
+            statistics.median(r["cpu_s_per_million"] for r in runs), 1
         )
     print(json.dumps(result, indent=2))
     out = ROOT / "bench" / "results"
