@@ -83,7 +83,8 @@ def event_uuid(event: dict[str, Any], origin: Origin | RecordLike) -> str:
     return uuid5(f"{origin.topic}/{origin.partition}/{origin.offset}")
 
 
-def event_time(event: dict[str, Any], record_timestamp_ms: int) -> int | None:
+def event_time(event: dict[str, Any], record: RecordLike) -> int | None:
+    """From ``timestamp``, else from the first source's Kafka timestamp (read only then)."""
     stamp = event.get("timestamp")
     if isinstance(stamp, str):
         try:
@@ -94,8 +95,9 @@ def event_time(event: dict[str, Any], record_timestamp_ms: int) -> int | None:
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=UTC)
             return int(parsed.timestamp())
-    if record_timestamp_ms >= 0:
-        return record_timestamp_ms // 1000
+    timestamp_ms = origin_of(record).timestamp_ms
+    if timestamp_ms >= 0:
+        return timestamp_ms // 1000
     return None
 
 
@@ -146,10 +148,7 @@ class Decoder:
         stamp = event.get("time")
         derived = None
         if not isinstance(stamp, int) or isinstance(stamp, bool):
-            # The record's own origin (headers) is read only when the event has no timestamp.
-            derived = event_time(event, -1)
-            if derived is None:
-                derived = event_time(event, origin_of(record).timestamp_ms)
+            derived = event_time(event, record)
         body = (
             _splice(value, event_id, derived)
             if event and "uuid" not in event and ("time" not in event or derived is None)

@@ -54,18 +54,18 @@ class OffsetTracker:
 
         Records without a timestamp are stamped ``now_ms``.
         """
-        state = self._partitions.get(partition)
         if not records:
             return
-        if state is None or not state.pending or records[0].offset > state.pending[-1]:
-            if state is None:
-                state = self._partitions[partition] = _PartitionState()
-            state.pending.extend([r.offset for r in records])
-            state.stamps.extend([r.timestamp or now_ms for r in records])
-            state.next_offset = records[-1].offset + 1
+        state = self._partitions.get(partition)
+        if state is not None and state.pending and records[0].offset <= state.pending[-1]:
+            for record in records:  # a re-fetch after a seek: add() forgets what it overlaps
+                self.add(partition, record.offset, record.timestamp or now_ms)
             return
-        for record in records:
-            self.add(partition, record.offset, record.timestamp or now_ms)
+        if state is None:
+            state = self._partitions[partition] = _PartitionState()
+        state.pending.extend([r.offset for r in records])
+        state.stamps.extend([r.timestamp or now_ms for r in records])
+        state.next_offset = records[-1].offset + 1
 
     def done(self, partition: Partition, offset: int) -> None:
         """Mark a record done. Unknown partitions or offsets (revoked meanwhile) are ignored."""
