@@ -5,11 +5,17 @@ endpoint, written to a retry tier, or written to the dead-letter topic. Only the
 ``on_done`` called for its record (for a whole batch's records at once when the endpoint
 accepts them), which is what lets the pipeline commit their offsets.
 
-Pause: a systemic fault (a bad token, a missing stream) would hit every event, so the batch is
-neither retried to exhaustion nor dead-lettered. The delivery holds it, reports the pause (the
-pipeline stops fetching and turns not ready), logs the cause at most once per interval, and
-re-sends it with a capped backoff: that re-send is the probe. The first answer that is not a
-pause ends it.
+Faults of the endpoint are not faults of the batch. Every answer feeds the endpoint's health
+(``forwarder.core.health``); while the endpoint is *down* (failing as a whole) or *paused* (a
+systemic answer such as a bad token), batches wait in memory, one small probe at a time finds
+out whether it is back, and no event spends its retry budget: attempts and tier moves count
+only failures of an endpoint that otherwise works. So an outage of any length ends in a
+catch-up, never in dead letters.
+
+Writes to the retry and dead-letter topics are retried until the broker acknowledges them:
+each failure is counted (``forwarder_publish_failures_total``), logged at most once per
+interval per topic, and reported to the pipeline, which turns not ready when a topic has failed
+for too long and stops fetching when a write can never succeed (not authorized, too large).
 """
 
 from __future__ import annotations
@@ -18,89 +24,116 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
 
-from forwarder.adapters.http_sink import HttpSink
-from forwarder.adapters.kafka_publisher import KafkaPublisher
 from forwarder.config import RetryConfig
 from forwarder.core.backoff import backoff_s, retry_delay_s
 from forwarder.core.batcher import body_of
 from forwarder.core.classify import Action, Decision, Policy, classify, describe
 from forwarder.core.decode import Event
 from forwarder.core.headers import Failure, attempts_of, dead_letter_headers, retry_headers
+from forwarder.core.health import Admission, EndpointHealth, Outcome, State
 from forwarder.core.records import RecordLike
 from forwarder.core.topics import TopicMap
+from forwarder.limiter import Limiter
 from forwarder.metrics import Metrics
+from forwarder.ports import Publisher, PublishResult, Sink
 
-PAUSE_LOG_INTERVAL_S = 30.0
-PAUSE_PROBE_MAX_S = 30.0
+LOG_INTERVAL_S = 30.0
+PUBLISH_BACKOFF_MAX_S = 5.0
 THROTTLE_STATUSES = (429, 503)
+_OUTCOMES = {
+    Action.RETRY: Outcome.FAILED,
+    Action.PAUSE: Outcome.SYSTEMIC,
+}
+
+
+@dataclass(slots=True)
+class PublishTrouble:
+    """A topic whose writes are failing: since when, with what, and whether it can recover."""
+
+    error: str
+    since: float
+    retriable: bool
 
 
 class Delivery:
     def __init__(
         self,
-        sink: HttpSink,
-        publisher: KafkaPublisher,
+        sink: Sink,
+        publisher: Publisher,
         topics: TopicMap,
         policy: Policy,
         retry: RetryConfig,
+        health: EndpointHealth,
+        limiter: Limiter,
         metrics: Metrics,
         on_done: Callable[[Sequence[RecordLike]], None],
+        *,
+        probe_events: int = 10,
         rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._sink = sink
         self._publisher = publisher
         self._topics = topics
         self._policy = policy
         self._retry = retry
+        self.health = health
+        self._limiter = limiter
         self._metrics = metrics
         self._on_done = on_done
+        self._probe_events = max(1, probe_events)
         self._rng = rng or random.Random()
+        self._wall = wall_clock
         self._log = structlog.get_logger("forwarder.delivery")
-        self.pause_cause: Decision | None = None
-        self._pause_logged_at = float("-inf")
-        self._pausing_batches = 0
+        self._changed = asyncio.Event()
+        self._health_logged_at = float("-inf")
+        self._shown_state = State.HEALTHY
+        self._shown_code = ""
+        self.publish_trouble: dict[str, PublishTrouble] = {}
+        self._publish_logged_at: dict[str, float] = {}
+        metrics.endpoint_state.labels(State.HEALTHY.value).set(1)
 
-    @property
-    def paused(self) -> bool:
-        return self.pause_cause is not None
+    # ----------------------------------------------------------------- sending
 
     async def send(self, destination: str, events: list[Event]) -> None:
-        """Deliver a batch; returns once every event is done (or the publisher stopped)."""
+        """Deliver a batch; returns once every event is done."""
         self._metrics.batch_events.observe(len(events))
-        await self._send(destination, events)
+        await self._send(destination, events, 0)
 
-    async def _send(self, destination: str, events: list[Event]) -> None:
-        tries = 0
-        pause_probes = 0
-        while True:
-            result = await self._sink.post(destination, body_of(events))
-            tries += 1
-            decision = classify(result, self._policy, len(events))
-            self._observe(decision, result.elapsed_s)
-            if decision.action is Action.PAUSE:
-                pause_probes += 1
-                self._enter_pause(decision)
-                await asyncio.sleep(
-                    backoff_s(pause_probes, 1.0, PAUSE_PROBE_MAX_S, self._rng.uniform) + 0.5
-                )
-                tries -= 1  # a pause probe does not use up the event's retry budget
+    async def _send(self, destination: str, events: list[Event], tries: int) -> None:
+        """Send until every event is acked, parked, split off or dead-lettered.
+
+        ``tries`` counts only failures of a working endpoint: the events' retry budget.
+        """
+        while events:
+            admission = await self._admission()
+            probe = admission is Admission.PROBE
+            chunk, rest = (
+                (events[: self._probe_events], events[self._probe_events :])
+                if probe
+                else (events, [])
+            )
+            decision = await self._request(destination, chunk, probe)
+            action = decision.action
+            if action is Action.ACK:
+                self._ack(destination, chunk)
+                events = rest
                 continue
-            if pause_probes:
-                self._leave_pause(decision)
-                pause_probes = 0
-            if decision.action is Action.ACK:
-                self._ack(destination, events)
-                return
-            if decision.action is Action.PARTIAL:
-                accepted = [e for e, ok in zip(events, decision.accepted, strict=True) if ok]
+            if action is Action.PAUSE or (action is Action.RETRY and self.health.blocked):
+                continue  # the endpoint, not the batch: wait for it without spending the budget
+            if action is Action.PARTIAL:
+                accepted = [e for e, ok in zip(chunk, decision.accepted, strict=True) if ok]
                 self._ack(destination, accepted)
-                events = [e for e, ok in zip(events, decision.accepted, strict=True) if not ok]
-            if decision.action in (Action.RETRY, Action.PARTIAL):
+                chunk = [e for e, ok in zip(chunk, decision.accepted, strict=True) if not ok]
+            events = chunk + rest
+            if action in (Action.RETRY, Action.PARTIAL):
+                tries += 1
                 if decision.retry_after_s is not None and decision.status in THROTTLE_STATUSES:
-                    self._sink.slow_down(decision.retry_after_s)
+                    self._limiter.slow_down(decision.retry_after_s)
                 if tries < self._retry.attempts:
                     self._metrics.retried.labels(
                         "0", _label(decision.status), _label(decision.code)
@@ -109,12 +142,58 @@ class Delivery:
                     continue
                 await self._park(destination, events, decision, tries)
                 return
-            if decision.action in (Action.ISOLATE, Action.SPLIT):
-                await self._split(destination, events, decision, tries)
-                return
+            if action in (Action.ISOLATE, Action.SPLIT):
+                await self._split(destination, chunk, decision, tries)
+                events = rest
+                continue
             # DEAD_LETTER: the endpoint will never take these events as they are.
-            await self._dead_letter_all(destination, events, decision, tries, "rejected")
-            return
+            await self._dead_letter_all(destination, chunk, decision, tries, "rejected")
+            events = rest
+
+    async def _admission(self) -> Admission:
+        """Wait until a request may go: at once when the endpoint works, else as the probe."""
+        loop = asyncio.get_running_loop()
+        while True:
+            admission = self.health.admit(loop.time())
+            if admission is not Admission.WAIT:
+                return admission
+            changed = self._changed
+            wait = self.health.next_probe_in(loop.time())
+            try:
+                async with asyncio.timeout(min(max(wait, 0.01), LOG_INTERVAL_S)):
+                    await changed.wait()
+            except TimeoutError:
+                pass
+
+    async def _request(self, destination: str, events: list[Event], probe: bool) -> Decision:
+        loop = asyncio.get_running_loop()
+        try:
+            await self._limiter.acquire()
+        except BaseException:
+            if probe:
+                self.health.probe_abandoned()
+            raise
+        try:
+            result = await self._sink.send(destination, body_of(events))
+        except BaseException:
+            if probe:
+                self.health.probe_abandoned()
+            raise
+        finally:
+            self._limiter.release()
+        decision = classify(result, self._policy, len(events))
+        outcome = _OUTCOMES.get(decision.action, Outcome.WORKING)
+        cause = describe(decision.status, decision.code)
+        if decision.status is None:
+            cause = decision.detail
+        self.health.observe(outcome, loop.time(), probe=probe, cause=cause, code=decision.code)
+        status = "transport" if decision.status is None else str(decision.status)
+        self._metrics.requests.labels(status, _label(decision.code)).inc()
+        self._metrics.request_seconds.observe(result.elapsed_s)
+        if probe:
+            self._metrics.probes.labels(outcome.value).inc()
+        self._health_changed(loop.time())
+        return decision
 
     def _delay(self, tries: int, decision: Decision) -> float:
         return retry_delay_s(
@@ -136,7 +215,8 @@ class Delivery:
         middle = len(events) // 2
         self._metrics.isolation_requests.inc(2)
         await asyncio.gather(
-            self._send(destination, events[:middle]), self._send(destination, events[middle:])
+            self._send(destination, events[:middle], tries),
+            self._send(destination, events[middle:], tries),
         )
 
     def _ack(self, destination: str, events: Sequence[Event]) -> None:
@@ -145,13 +225,15 @@ class Delivery:
         self._metrics.forwarded.labels(destination).inc(len(events))
         self._on_done([event.record for event in events])
 
+    # ----------------------------------------------------------------- parking and dead letters
+
     async def _park(
         self, destination: str, events: list[Event], decision: Decision, tries: int
     ) -> None:
         """In-process tries are spent: the next retry tier, or the dead-letter topic after the last."""
-        now = time.time()
+        now = self._wall()
         to_dead_letter: list[Event] = []
-        parked: list[asyncio.Future[None]] = []
+        parked = []
         for event in events:
             record = event.record
             nxt = self._topics.next_tier(record.topic)
@@ -166,7 +248,7 @@ class Delivery:
             )
             tier = topic.rsplit(".", 1)[1]
             self._metrics.retried.labels(tier, _label(decision.status), _label(decision.code)).inc()
-            parked.append(asyncio.ensure_future(self._publish(topic, record, headers)))
+            parked.append(self._publish(topic, record, headers))
         if parked:
             await asyncio.gather(*parked)
         if to_dead_letter:
@@ -190,7 +272,7 @@ class Delivery:
         self, record: RecordLike, failure: Failure, attempts: int, destination: str | None
     ) -> None:
         headers = dead_letter_headers(
-            record, failure, attempts=attempts, destination=destination, now=time.time()
+            record, failure, attempts=attempts, destination=destination, now=self._wall()
         )
         self._metrics.dead_lettered.labels(
             failure.reason, _label(failure.status), _label(failure.code)
@@ -200,35 +282,83 @@ class Delivery:
     async def _publish(
         self, topic: str, record: RecordLike, headers: list[tuple[str, bytes]]
     ) -> None:
-        if await self._publisher.publish(topic, record.key, record.value, headers):
-            self._on_done((record,))
-
-    def _observe(self, decision: Decision, elapsed_s: float) -> None:
-        status = "transport" if decision.status is None else str(decision.status)
-        self._metrics.requests.labels(status, _label(decision.code)).inc()
-        self._metrics.request_seconds.observe(elapsed_s)
-
-    def _enter_pause(self, decision: Decision) -> None:
-        now = time.monotonic()
-        if self.pause_cause is None:
-            self._metrics.paused.labels(_label(decision.code)).set(1)
-        self.pause_cause = decision
-        if now - self._pause_logged_at >= PAUSE_LOG_INTERVAL_S:
-            self._pause_logged_at = now
-            self._log.error(
-                "endpoint_paused",
-                status=decision.status,
-                code=decision.code,
-                cause=describe(decision.status, decision.code),
-                action="fix the credentials or the endpoint configuration; probing until it works",
+        """Produce until the broker acknowledges; every failure counted, logged and reported."""
+        failures = 0
+        while True:
+            result = await self._publisher.publish(topic, record.key, record.value, headers)
+            if result.acknowledged:
+                if topic in self.publish_trouble:
+                    self._publish_recovered(topic)
+                self._on_done((record,))
+                return
+            failures += 1
+            self._publish_failed(topic, result)
+            await asyncio.sleep(
+                backoff_s(failures, 0.1, PUBLISH_BACKOFF_MAX_S, self._rng.uniform) + 0.05
             )
 
-    def _leave_pause(self, decision: Decision) -> None:
-        if self.pause_cause is not None:
-            self._metrics.paused.labels(_label(self.pause_cause.code)).set(0)
-            self._log.info("endpoint_resumed", status=decision.status)
-        self.pause_cause = None
-        self._pause_logged_at = float("-inf")
+    def _publish_failed(self, topic: str, result: PublishResult) -> None:
+        loop_now = asyncio.get_running_loop().time()
+        self._metrics.publish_failures.labels(topic, result.error).inc()
+        trouble = self.publish_trouble.get(topic)
+        if trouble is None:
+            trouble = self.publish_trouble[topic] = PublishTrouble(
+                result.error, loop_now, result.retriable
+            )
+        trouble.error, trouble.retriable = result.error, result.retriable
+        if loop_now - self._publish_logged_at.get(topic, float("-inf")) >= LOG_INTERVAL_S:
+            self._publish_logged_at[topic] = loop_now
+            self._log.warning(
+                "publish_failing",
+                topic=topic,
+                error=result.error,
+                retriable=result.retriable,
+                failing_for_s=round(loop_now - trouble.since, 1),
+                note="the source offsets stay uncommitted until the broker acknowledges",
+            )
+
+    def _publish_recovered(self, topic: str) -> None:
+        trouble = self.publish_trouble.pop(topic)
+        self._publish_logged_at.pop(topic, None)
+        self._log.info("publish_recovered", topic=topic, error=trouble.error)
+
+    # ----------------------------------------------------------------- health reporting
+
+    def _health_changed(self, now: float) -> None:
+        """Wake waiting senders; keep the gauges and the log in step with the endpoint's state."""
+        health = self.health
+        self._changed.set()
+        self._changed = asyncio.Event()
+        code = _label(health.cause_code)
+        if health.state is not self._shown_state or (health.blocked and code != self._shown_code):
+            self._metrics.endpoint_state.labels(self._shown_state.value).set(0)
+            self._metrics.endpoint_state.labels(health.state.value).set(1)
+            if self._shown_state is State.PAUSED:
+                self._metrics.paused.labels(self._shown_code).set(0)
+            if health.state is State.PAUSED:
+                self._metrics.paused.labels(code).set(1)
+            if health.blocked and self._shown_state in (State.HEALTHY, State.DEGRADED):
+                self._health_logged_at = float("-inf")
+            if not health.blocked and self._shown_state in (State.DOWN, State.PAUSED):
+                self._log.info(
+                    "endpoint_resumed", was=self._shown_state.value, ramp_s=health.settings.ramp_s
+                )
+            self._shown_state, self._shown_code = health.state, code
+        if health.blocked and now - self._health_logged_at >= LOG_INTERVAL_S:
+            self._health_logged_at = now
+            down = health.state is State.DOWN
+            self._log.error(
+                "endpoint_down" if down else "endpoint_paused",
+                cause=health.cause,
+                code=health.cause_code,
+                for_s=round(now - (health.since or now), 1),
+                next_probe_in_s=round(health.next_probe_in(now), 1),
+                action=(
+                    "waiting for the endpoint; nothing is dead-lettered, delivery resumes by itself"
+                    if down
+                    else "fix the credentials or the endpoint configuration; probing until it works"
+                ),
+            )
 
 
 def _label(value: int | None) -> str:

@@ -86,3 +86,27 @@ class Metrics:
             "Extra requests spent splitting rejected batches",
             registry=r,
         )
+        self.endpoint_state = Gauge(
+            "forwarder_endpoint_state",
+            "1 for the endpoint's current health state: healthy, degraded, down or paused",
+            ["state"],
+            registry=r,
+        )
+        self.probes = Counter(
+            "forwarder_endpoint_probes",
+            "Probe requests sent while the endpoint was down or paused, by what they found",
+            ["result"],
+            registry=r,
+        )
+        self.publish_failures = Counter(
+            "forwarder_publish_failures",
+            "Failed writes to retry-tier and dead-letter topics (each is retried)",
+            ["topic", "error"],
+            registry=r,
+        )
+        self.internal_errors = Counter(
+            "forwarder_internal_errors",
+            "Unexpected exceptions (bugs) caught in a task; each is logged with its traceback",
+            ["task"],
+            registry=r,
+        )

@@ -1,14 +1,20 @@
 """The pipeline: the one orchestrator that wires the consumer, the core and the senders.
 
-    KafkaSource --records--> Decoder --events--> Batcher --batches--> senders (Delivery)
+    Source --records--> Decoder --events--> Batcher --batches--> senders (Delivery)
          ^                      | failures                               |
          |                      v                                        v
       commit <------------ OffsetTracker <----- on_done(records) -- publisher / endpoint
 
 One loop fetches records, decodes them, feeds the batcher, closes lingering batches, pauses
 partitions with too many records pending (and resumes them), holds retry-tier partitions until
-their head record is due, and commits periodically. ``max_in_flight`` sender tasks take closed
-batches from a queue. Offsets are committed only up to the first record not yet done.
+their head record is due (``forwarder.core.tiers``), and commits periodically.
+``max_in_flight`` sender tasks take closed batches from a queue. Offsets are committed only up
+to the first record not yet done. While the endpoint is down or paused, or a retry or
+dead-letter topic cannot be written at all, every partition is paused: batches already read
+wait in memory, nothing new is read.
+
+The adapters (``Source``, ``Sink``, ``Publisher`` of ``forwarder.ports``) are the real Kafka
+and HTTP ones unless given: the tests pass in-memory fakes. Time is the event loop's.
 
 Stopping (``stop()``, SIGTERM) and rebalances drain the same way: stop fetching, close open
 batches, wait (bounded by ``ops.shutdown_timeout_s``) for the records in flight, commit.
@@ -19,30 +25,55 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 
 from forwarder.adapters.http_sink import HttpSink, Transport
 from forwarder.adapters.kafka_publisher import KafkaPublisher, ensure_topics
 from forwarder.adapters.kafka_source import KafkaSource
 from forwarder.config import Config
 from forwarder.core.batcher import Batch, Batcher
-from forwarder.core.classify import Policy, describe
+from forwarder.core.classify import Policy
 from forwarder.core.decode import Decoder, Event, Validator
-from forwarder.core.headers import NOT_BEFORE, Failure, attempts_of, header_value
+from forwarder.core.headers import Failure, attempts_of
+from forwarder.core.health import EndpointHealth, HealthSettings, State
 from forwarder.core.offsets import OffsetTracker
 from forwarder.core.records import RecordLike
+from forwarder.core.tiers import due_prefix
+from forwarder.core.token_bucket import TokenBucket
 from forwarder.core.topics import TopicMap
 from forwarder.delivery import Delivery
+from forwarder.limiter import Limiter
 from forwarder.metrics import Metrics
+from forwarder.ports import Publisher, Sink, Source
 
 IDLE_FETCH_S = 0.1
 # How often log end offsets are asked for: a paused partition gets no fetch responses, so its
 # highwater would freeze while producers keep writing.
 END_OFFSETS_EVERY_S = 5.0
+
+
+@dataclass
+class Adapters:
+    """The I/O the pipeline drives; ``prepare`` creates the retry and dead-letter topics."""
+
+    source: Source
+    sink: Sink
+    publisher: Publisher
+    prepare: Callable[[], Awaitable[object]]
+
+    @classmethod
+    def real(cls, config: Config, topics: TopicMap, transport: Transport = "aiohttp") -> Adapters:
+        return cls(
+            KafkaSource(config.kafka),
+            HttpSink(config.endpoint, config.limits, transport),
+            KafkaPublisher(config.kafka),
+            lambda: ensure_topics(config.kafka, topics.sources, topics.suffixes),
+        )
 
 
 class Pipeline:
@@ -54,30 +85,50 @@ class Pipeline:
         policy: Policy | None = None,
         metrics: Metrics | None = None,
         transport: Transport = "aiohttp",
+        adapters: Adapters | None = None,
+        rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
         self.topics = TopicMap(config.kafka.topics, config.retry.tiers)
         self._log = structlog.get_logger("forwarder.pipeline")
+        self._wall = wall_clock
+        io = adapters or Adapters.real(config, self.topics, transport)
+        self._prepare = io.prepare
         self._decoder = Decoder(validator, config.destination_for)
         self._batcher = Batcher(
             config.batch.max_events, config.batch.max_bytes, config.batch.linger_ms / 1000
         )
         self._tracker = OffsetTracker(config.kafka.max_pending_per_partition)
-        self._source = KafkaSource(
-            config.kafka, self.topics.consumed, self._on_revoked, self._on_assigned
+        self._source = io.source
+        self._publisher = io.publisher
+        self._sink = io.sink
+        h = config.health
+        self.health = EndpointHealth(
+            HealthSettings(
+                h.down_after_failures,
+                h.down_after_s,
+                h.probe_interval_s,
+                h.probe_interval_max_s,
+                h.ramp_s,
+            ),
+            config.limits.max_in_flight,
         )
-        self._publisher = KafkaPublisher(config.kafka)
-        self._sink = HttpSink(config.endpoint, config.limits, transport)
+        bucket = TokenBucket(config.limits.requests_per_second, config.limits.burst)
         self._delivery = Delivery(
             self._sink,
             self._publisher,
             self.topics,
             policy or Policy.from_config(config.policy),
             config.retry,
+            self.health,
+            Limiter(bucket, self.health),
             self.metrics,
             self._records_done,
-            random.Random(),
+            probe_events=h.probe_events,
+            rng=rng or random.Random(),
+            wall_clock=wall_clock,
         )
         self._queue: asyncio.Queue[Batch] = asyncio.Queue()
         self._senders: list[asyncio.Task[None]] = []
@@ -89,6 +140,7 @@ class Pipeline:
         self._log_ends_due = 0.0
         self._started = False
         self._joined = False
+        self._event_loop: asyncio.AbstractEventLoop | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -100,19 +152,41 @@ class Pipeline:
             return False, "starting: connecting to Kafka"
         if not self._joined:
             return False, "waiting for a partition assignment"
-        cause = self._delivery.pause_cause
-        if cause is not None:
-            return False, f"paused: {describe(cause.status, cause.code)}"
+        health = self.health
+        if health.blocked:
+            since = self._now() - (health.since or 0.0)
+            what = "endpoint down" if health.state is State.DOWN else "paused"
+            return (
+                False,
+                f"{what} for {since:.0f}s: {health.cause}; probing, nothing is dead-lettered",
+            )
+        unwritable = self._unwritable_topics()
+        if unwritable:
+            return False, "cannot write " + "; ".join(unwritable)
         return True, "ready"
+
+    def _unwritable_topics(self) -> list[str]:
+        """Retry or dead-letter topics that refuse writes, or have failed them for too long."""
+        now = self._now()
+        limit = self.config.health.publish_unready_after_s
+        return [
+            f"{topic} ({trouble.error}, for {now - trouble.since:.0f}s)"
+            for topic, trouble in sorted(self._delivery.publish_trouble.items())
+            if not trouble.retriable or now - trouble.since >= limit
+        ]
+
+    def _now(self) -> float:
+        return self._event_loop.time() if self._event_loop is not None else time.monotonic()
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
+        self._event_loop = asyncio.get_running_loop()
         try:
-            await ensure_topics(self.config.kafka, self.topics.sources, self.topics.suffixes)
+            await self._prepare()
             await self._publisher.start()
-            await self._source.start()
+            await self._source.start(self.topics.consumed, self._on_revoked, self._on_assigned)
         except BaseException:
             await self._publisher.stop()
             await self._source.stop()
@@ -148,15 +222,16 @@ class Pipeline:
     # ----------------------------------------------------------------- main loop
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
         commit_every = self.config.kafka.commit_interval_ms / 1000
-        next_commit = time.monotonic() + commit_every
+        next_commit = loop.time() + commit_every
         max_records = self.config.kafka.fetch_max_records
         while not self._stopping.is_set():
-            now = time.monotonic()
+            now = loop.time()
             due = self._batcher.next_due()
             timeout = IDLE_FETCH_S if due is None else min(IDLE_FETCH_S, max(0.0, due - now))
             fetched = await self._source.fetch(timeout, max_records)
-            now = time.monotonic()
+            now = loop.time()
             for tp, records in fetched.items():
                 self._take(tp, records, now)
             for batch in self._batcher.due(now):
@@ -167,11 +242,11 @@ class Pipeline:
                 await self._commit()
                 self._observe_lag(now)
 
-    def _take(self, tp: TopicPartition, records: list[ConsumerRecord], now: float) -> None:
+    def _take(self, tp: TopicPartition, records: Sequence[RecordLike], now: float) -> None:
         role = self.topics.role(tp.topic)
         if role.tier:
-            records = self._due_records(tp, records)
-        self._tracker.add_all(tp, records, int(time.time() * 1000))
+            records = self._due_records(tp, records, now)
+        self._tracker.add_all(tp, records, int(self._wall() * 1000))
         self.metrics.consumed.labels(role.source).inc(len(records))
         decode = self._decoder.decode
         add = self._batcher.add
@@ -185,28 +260,16 @@ class Pipeline:
                 self._spawn(self._dead_letter(record, outcome))
 
     def _due_records(
-        self, tp: TopicPartition, records: list[ConsumerRecord]
-    ) -> list[ConsumerRecord]:
-        """A retry tier's records up to the first one not yet due (it is held, see below)."""
-        for index, record in enumerate(records):
-            if self._hold_if_early(tp, record):
-                return records[:index]  # the rest come again once the partition is due
-        return records
-
-    def _hold_if_early(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
-        """A tier record not yet due: rewind to it and pause its partition until it is."""
-        raw = header_value(record.headers, NOT_BEFORE) if record.headers else None
-        try:
-            due_ms = int(raw) if raw else 0
-        except ValueError:
-            due_ms = 0
-        wait_s = due_ms / 1000 - time.time()
-        if wait_s <= 0:
-            return False
-        self._source.seek(tp, record.offset)
-        self._source.pause([tp])
-        self._held[tp] = time.monotonic() + wait_s
-        return True
+        self, tp: TopicPartition, records: Sequence[RecordLike], now: float
+    ) -> Sequence[RecordLike]:
+        """A retry tier's records up to the first one not yet due: rewind to that one and hold
+        the partition (paused) until it is due; the rest come again then."""
+        count, wait_s = due_prefix(records, int(self._wall() * 1000))
+        if wait_s is not None:
+            self._source.seek(tp, records[count].offset)
+            self._source.pause([tp])
+            self._held[tp] = now + wait_s
+        return records[:count]
 
     async def _dead_letter(self, record: RecordLike, failure: Failure) -> None:
         await self._delivery.dead_letter(record, failure, attempts_of(record), None)
@@ -214,7 +277,21 @@ class Pipeline:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._side_tasks.add(task)
-        task.add_done_callback(self._side_tasks.discard)
+        task.add_done_callback(self._side_task_done)
+
+    def _side_task_done(self, task: asyncio.Task[None]) -> None:
+        self._side_tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:  # a bug: its records stay pending (never committed), so say so
+            self.metrics.internal_errors.labels("side_task").inc()
+            self._log.error(
+                "task_failed",
+                task=task.get_coro().__qualname__,  # type: ignore[union-attr]
+                exc_info=exc,
+                note="its records stay uncommitted and are delivered again after a restart",
+            )
 
     async def _sender(self) -> None:
         while True:
@@ -223,8 +300,12 @@ class Pipeline:
             try:
                 await self._delivery.send(batch.destination, batch.events)
             except Exception:  # a bug: log loudly; the records stay pending, so nothing is lost
+                self.metrics.internal_errors.labels("sender").inc()
                 self._log.exception(
-                    "delivery_failed", destination=batch.destination, events=len(batch)
+                    "delivery_failed",
+                    destination=batch.destination,
+                    events=len(batch),
+                    note="these records stay uncommitted and are delivered again after a restart",
                 )
             finally:
                 self.metrics.in_flight.dec()
@@ -239,7 +320,7 @@ class Pipeline:
 
     def _flow_control(self, now: float) -> None:
         assigned = self._source.assignment()
-        if self._delivery.paused:
+        if self.health.blocked or self._fatal_publish_trouble():
             self._source.pause(assigned)
             return
         over = {tp for tp in self._tracker.over_limit() if tp in assigned}
@@ -255,14 +336,20 @@ class Pipeline:
         held = set(self._held)
         self._source.resume((assigned - self._backpressured - held) & self._source.paused())
 
+    def _fatal_publish_trouble(self) -> bool:
+        """A retry or dead-letter topic refuses writes for good (not authorized, too large):
+        reading more would only pile up records that cannot finish."""
+        return any(not t.retriable for t in self._delivery.publish_trouble.values())
+
     async def _commit(self) -> None:
         offsets = self._tracker.to_commit()
         if not offsets:
             return
-        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         if await self._source.commit(offsets):
             self._tracker.mark_committed(offsets)
-            self.metrics.commit_seconds.observe(time.monotonic() - started)
+            self.metrics.commit_seconds.observe(loop.time() - started)
 
     def _observe_lag(self, now: float) -> None:
         """Lag per partition (log end minus the next offset to commit) and the oldest age."""
@@ -278,7 +365,7 @@ class Pipeline:
                 lag = max(0, max(known) - position)
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
         oldest = self._tracker.oldest_pending_timestamp_ms()
-        age = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
+        age = 0.0 if oldest is None else max(0.0, self._wall() - oldest / 1000)
         self.metrics.oldest_pending_age.set(age)
 
     async def _refresh_log_ends(self, partitions: set[TopicPartition]) -> None:
@@ -291,9 +378,10 @@ class Pipeline:
         for batch in self._batcher.drain():
             self._queue.put_nowait(batch)
         watched = list(partitions)
-        deadline = time.monotonic() + self.config.ops.shutdown_timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.ops.shutdown_timeout_s
         while any(self._tracker.pending(p) for p in watched):
-            if time.monotonic() >= deadline:
+            if loop.time() >= deadline:
                 self._log.warning(
                     "drain_timed_out",
                     pending=sum(self._tracker.pending(p) for p in watched),

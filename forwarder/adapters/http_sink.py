@@ -1,8 +1,7 @@
 """The HTTP sink: posts one request body to one destination and returns a ``SendResult``.
 
-It owns the endpoint's shared limits: a semaphore of ``max_in_flight`` requests and one token
-bucket for every request to the endpoint. When the endpoint says ``Retry-After``, the bucket is
-blocked until then, so every in-flight sender waits, not just the one that was told.
+The endpoint's shared limits (the in-flight cap and the token bucket) are not here but in
+``forwarder.limiter``, in front of any ``Sink``; this adapter only sizes its connection pool.
 
 It speaks the httpx API over the ``httpx-aiohttp`` transport: on loopback with 250 KB bodies
 httpx's own pool managed about a quarter of the requests per second at 8 in flight
@@ -24,7 +23,6 @@ from httpx_aiohttp import AiohttpTransport
 
 from forwarder.config import EndpointConfig, LimitsConfig
 from forwarder.core.classify import SendResult
-from forwarder.core.token_bucket import TokenBucket
 
 CONTENT_TYPE = "application/vnd.treasuredata.v1+json"
 Transport = Literal["aiohttp", "httpx"]
@@ -68,40 +66,21 @@ class HttpSink:
             base_url=endpoint.base_url, headers=headers, timeout=timeout, transport=chosen
         )
         self._timeout_s = endpoint.timeout_s
-        self._slots = asyncio.Semaphore(limits.max_in_flight)
-        self.bucket = TokenBucket(limits.requests_per_second, limits.burst)
-        self.in_flight = 0
 
-    async def _take_token(self) -> None:
-        while True:
-            wait = self.bucket.try_take(time.monotonic())
-            if wait <= 0:
-                return
-            await asyncio.sleep(wait)
-
-    def slow_down(self, seconds: float) -> None:
-        """The endpoint asked for a pause (``Retry-After``): hold every request back."""
-        self.bucket.block_until(time.monotonic() + seconds)
-
-    async def post(self, destination: str, body: bytes) -> SendResult:
+    async def send(self, destination: str, body: bytes) -> SendResult:
         database, _, table = destination.partition(".")
         path = f"/{database}/{table}"
-        async with self._slots:
-            await self._take_token()
-            self.in_flight += 1
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(self._timeout_s + 1.0):
-                    response = await self._client.post(path, content=body)
-                    content = await response.aread()
-            except (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                # The type and the path only: exception texts may quote request details.
-                return SendResult(
-                    transport_error=f"{type(exc).__name__} posting to {path}",
-                    elapsed_s=time.monotonic() - started,
-                )
-            finally:
-                self.in_flight -= 1
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._timeout_s + 1.0):
+                response = await self._client.post(path, content=body)
+                content = await response.aread()
+        except (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # The type and the path only: exception texts may quote request details.
+            return SendResult(
+                transport_error=f"{type(exc).__name__} posting to {path}",
+                elapsed_s=time.monotonic() - started,
+            )
         retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
         return SendResult(
             status=response.status_code,

@@ -1,14 +1,13 @@
 """The producer for retry-tier and dead-letter topics: idempotent, ``acks=all``.
 
-``publish`` returns only once the broker acknowledged the record, retrying with backoff for
-as long as it takes (or until ``stop``): the source offset of a record is committed only after
-its copy is safe, so a broker outage here stalls commits instead of losing events.
+``publish`` makes one attempt and returns its outcome as a value: acknowledged, or the kind of
+error and whether it is retriable. The delivery retries (the source offset of a record is
+committed only after its copy is safe, so a broker outage here stalls commits instead of losing
+events) and makes every failure visible.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -17,8 +16,8 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from forwarder.adapters.kafka_common import connection_kwargs
 from forwarder.config import KafkaConfig
-from forwarder.core.backoff import backoff_s
 from forwarder.errors import FatalError
+from forwarder.ports import ACKNOWLEDGED, PublishResult
 
 # Dead-lettered values are the original bytes, which can exceed the default 1 MB request.
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
@@ -35,9 +34,6 @@ class KafkaPublisher:
             linger_ms=5,
             max_request_size=MAX_REQUEST_BYTES,
         )
-        self._stopping = False
-        self._random = random.Random()
-        self.failures = 0
 
     async def start(self) -> None:
         try:
@@ -50,22 +46,15 @@ class KafkaPublisher:
 
     async def publish(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> bool:
-        """Produce until acknowledged. False only when stopped before an acknowledgement."""
-        attempt = 0
-        while not self._stopping:
-            try:
-                await self._producer.send_and_wait(topic, value=value, key=key, headers=headers)
-            except KafkaError:
-                self.failures += 1
-                attempt += 1
-                await asyncio.sleep(backoff_s(attempt, 0.1, 5.0, self._random.uniform))
-                continue
-            return True
-        return False
+    ) -> PublishResult:
+        """One produce, waited for until the broker acknowledged it or refused it."""
+        try:
+            await self._producer.send_and_wait(topic, value=value, key=key, headers=headers)
+        except KafkaError as exc:
+            return PublishResult(False, type(exc).__name__, bool(exc.retriable))
+        return ACKNOWLEDGED
 
     async def stop(self) -> None:
-        self._stopping = True
         await self._producer.stop()
 
 

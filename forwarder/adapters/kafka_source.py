@@ -7,7 +7,7 @@ once). Rebalance callbacks are forwarded to the pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -17,8 +17,7 @@ from aiokafka.structs import OffsetAndMetadata
 from forwarder.adapters.kafka_common import connection_kwargs
 from forwarder.config import KafkaConfig
 from forwarder.errors import FatalError
-
-Callback = Callable[[set[TopicPartition]], Awaitable[None]]
+from forwarder.ports import Callback
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -34,15 +33,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaSource:
-    def __init__(
-        self,
-        config: KafkaConfig,
-        topics: Sequence[str],
-        on_revoked: Callback,
-        on_assigned: Callback,
-        group_id: str | None = None,
-    ) -> None:
-        self._topics = list(topics)
+    def __init__(self, config: KafkaConfig, group_id: str | None = None) -> None:
         self._consumer = AIOKafkaConsumer(
             **connection_kwargs(config),
             group_id=group_id or config.group_id,
@@ -58,9 +49,10 @@ class KafkaSource:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
         )
-        self._listener = _Listener(on_revoked, on_assigned)
 
-    async def start(self) -> None:
+    async def start(
+        self, topics: Sequence[str], on_revoked: Callback, on_assigned: Callback
+    ) -> None:
         try:
             await self._consumer.start()
         except KafkaError as exc:
@@ -68,7 +60,7 @@ class KafkaSource:
             raise FatalError(
                 f"cannot reach Kafka at start-up: {type(exc).__name__}: {exc}"
             ) from None
-        self._consumer.subscribe(self._topics, listener=self._listener)
+        self._consumer.subscribe(list(topics), listener=_Listener(on_revoked, on_assigned))
 
     async def fetch(
         self, timeout_s: float, max_records: int
@@ -106,7 +98,7 @@ class KafkaSource:
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self._consumer.seek(partition, offset)
 
-    async def commit(self, offsets: dict[TopicPartition, int]) -> bool:
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
         if not offsets:
             return True
         try:

@@ -118,3 +118,19 @@ def check(config: Config, need_secrets: bool = True) -> None:
     for delay in r.tiers:
         _positive("retry.tiers", delay, "each tier delay is a number of seconds above 0")
     _positive("ops.shutdown_timeout_s", config.ops.shutdown_timeout_s)
+    h = config.health
+    _positive("health.down_after_failures", h.down_after_failures, "use 1 or more")
+    if h.down_after_s < 0:
+        raise ConfigError("health.down_after_s", "must not be negative", "use 0 or more seconds")
+    _positive("health.probe_interval_s", h.probe_interval_s)
+    if h.probe_interval_max_s < h.probe_interval_s:
+        raise ConfigError("health.probe_interval_max_s", "is below probe_interval_s", "raise it")
+    if not 1 <= h.probe_events <= b.max_events:
+        raise ConfigError(
+            "health.probe_events",
+            f"{h.probe_events} is out of range",
+            f"use 1 to batch.max_events ({b.max_events})",
+        )
+    if h.ramp_s < 0:
+        raise ConfigError("health.ramp_s", "must not be negative", "use 0 for no ramp")
+    _positive("health.publish_unready_after_s", h.publish_unready_after_s)

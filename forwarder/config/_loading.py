@@ -27,6 +27,7 @@ from forwarder.config._model import (
     BatchConfig,
     Config,
     EndpointConfig,
+    HealthConfig,
     KafkaConfig,
     LimitsConfig,
     OpsConfig,
@@ -45,6 +46,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "batch": BatchConfig,
     "limits": LimitsConfig,
     "retry": RetryConfig,
+    "health": HealthConfig,
     "schemas": SchemasConfig,
     "ops": OpsConfig,
 }

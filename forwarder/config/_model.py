@@ -113,6 +113,20 @@ class RetryConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """When the endpoint counts as down, how it is probed, how the catch-up ramps up."""
+
+    down_after_failures: int = 10
+    down_after_s: float = 5.0
+    probe_interval_s: float = 1.0
+    probe_interval_max_s: float = 30.0
+    probe_events: int = 10
+    ramp_s: float = 10.0
+    # A retry or dead-letter topic failing writes this long turns /readyz not ready.
+    publish_unready_after_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class SchemasConfig:
     # Extra schema directory; its event types add to or override the bundled ones.
     dir: str = ""
@@ -135,6 +149,7 @@ class Config:
     batch: BatchConfig = field(default_factory=BatchConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     schemas: SchemasConfig = field(default_factory=SchemasConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     # "status" or "status:code" -> action name; see forwarder.core.classify.

@@ -13,7 +13,9 @@ def backoff_s(
     attempt: int, initial_s: float, max_s: float, uniform: Callable[[float, float], float]
 ) -> float:
     """Seconds to wait before retry number ``attempt`` (1 for the first retry)."""
-    ceiling = min(max_s, initial_s * (2 ** max(0, attempt - 1)))
+    # The exponent is capped: an int power past ~1023 overflows a float, and a topic can fail
+    # for thousands of attempts in a long broker outage.
+    ceiling = min(max_s, initial_s * (2.0 ** min(max(0, attempt - 1), 60)))
     return uniform(0.0, ceiling)
 
 

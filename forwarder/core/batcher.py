@@ -69,7 +69,9 @@ class Batcher:
 
     def due(self, now: float) -> list[Batch]:
         """Close and return the batches whose linger time has passed."""
-        expired = [d for d, b in self._open.items() if now - b.created >= self.linger_s]
+        # The same sum as next_due(): ``now - created >= linger`` can disagree with it by a
+        # rounding step, and a caller waiting until next_due() would then find nothing due.
+        expired = [d for d, b in self._open.items() if b.created + self.linger_s <= now]
         return [self._open.pop(d) for d in expired]
 
     def next_due(self) -> float | None:

@@ -1,0 +1,92 @@
+"""The small protocols the delivery and the pipeline depend on, and the values they return.
+
+The real adapters (``forwarder/adapters``) implement them over aiokafka and httpx; the tests'
+in-memory fakes (``tests/fakes.py``) implement them too, so that every delivery path (retry,
+split, isolate, park, dead-letter, pause, outage, rebalance) runs in milliseconds without a
+broker or a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiokafka import TopicPartition
+
+from forwarder.core.classify import SendResult
+from forwarder.core.records import RecordLike
+
+Callback = Callable[[set[TopicPartition]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """One produce attempt: acknowledged by the broker, or an error of a kind.
+
+    ``error`` is the kind (the client's exception class name: a bounded set, safe as a metric
+    label); ``retriable`` False means trying again cannot help (too large, not authorized).
+    """
+
+    acknowledged: bool
+    error: str = ""
+    retriable: bool = True
+
+
+ACKNOWLEDGED = PublishResult(True)
+
+
+class Sink(Protocol):
+    """The endpoint: one request body to one ``database.table``; never raises."""
+
+    async def send(self, destination: str, body: bytes) -> SendResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Publisher(Protocol):
+    """The retry-tier and dead-letter topics: one produce attempt per call; never raises."""
+
+    async def start(self) -> None: ...
+
+    async def publish(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> PublishResult: ...
+
+    async def stop(self) -> None: ...
+
+
+class Source(Protocol):
+    """The consumer group member: fetch, pause and resume, seek, commit."""
+
+    async def start(
+        self, topics: Sequence[str], on_revoked: Callback, on_assigned: Callback
+    ) -> None: ...
+
+    async def fetch(
+        self, timeout_s: float, max_records: int
+    ) -> Mapping[TopicPartition, Sequence[RecordLike]]: ...
+
+    def assignment(self) -> set[TopicPartition]: ...
+
+    def paused(self) -> set[TopicPartition]: ...
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None: ...
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None: ...
+
+    def highwater(self, partition: TopicPartition) -> int | None: ...
+
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool: ...
+
+    async def end_offsets(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]: ...
+
+    async def stop(self) -> None: ...

@@ -1,0 +1,311 @@
+"""In-memory fakes of the pipeline's ports, and an event loop whose clock is virtual.
+
+``FakeBroker`` holds topics as lists of records per partition and the group's committed
+offsets; ``FakeSource`` consumes from it like one group member (pause, resume, seek, commit,
+rebalances on demand); ``FakePublisher`` appends to it, so parked records come back through the
+retry tiers as they would from Kafka. ``FakeEndpoint`` answers each request by a mode that a test
+changes at will (an outage, a 429 storm, receipts, 413 above a size, 3004 for poison events).
+
+``VirtualTimeLoop`` runs coroutines with a clock that jumps to the next timer instead of
+waiting for it, so a one-hour outage runs in milliseconds. Every fake awaits only timers, never
+real I/O; a loop with nothing scheduled and nothing ready would wait forever, and raises instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import selectors
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import TopicPartition
+
+from forwarder.core.classify import SendResult
+from forwarder.core.headers import origin_of
+from forwarder.ports import ACKNOWLEDGED, Callback, PublishResult
+
+Identity = tuple[str, int, int]  # where an event was first read: topic, partition, offset
+
+
+# ----------------------------------------------------------------- virtual time
+
+
+class _VirtualSelector(selectors.DefaultSelector):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop: VirtualTimeLoop | None = None
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        ready = super().select(0)
+        if ready:
+            return ready
+        if timeout is None:
+            raise RuntimeError("virtual-time loop: nothing scheduled and nothing ready (deadlock)")
+        assert self.loop is not None
+        if timeout > 0:
+            # At least one step of the float: a timer a few ulps away must still come due.
+            self.loop.now = max(self.loop.now + timeout, math.nextafter(self.loop.now, math.inf))
+        return []
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose ``time()`` advances to the next timer as soon as nothing is ready."""
+
+    def __init__(self) -> None:
+        selector = _VirtualSelector()
+        super().__init__(selector)
+        selector.loop = self
+        self.now = 1000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+# ----------------------------------------------------------------- Kafka
+
+
+@dataclass(frozen=True, slots=True)
+class FakeRecord:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass
+class FakeBroker:
+    """Topics, partitions, records and one group's committed offsets, all in memory."""
+
+    partitions: int = 3
+    topics: dict[str, list[list[FakeRecord]]] = field(default_factory=dict)
+    committed: dict[TopicPartition, int] = field(default_factory=dict)
+    commits: list[dict[TopicPartition, int]] = field(default_factory=list)
+
+    def log(self, topic: str, partition: int) -> list[FakeRecord]:
+        logs = self.topics.setdefault(topic, [[] for _ in range(self.partitions)])
+        return logs[partition]
+
+    def append(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Iterable[tuple[str, bytes]] = (),
+        timestamp: int = 0,
+    ) -> FakeRecord:
+        log = self.log(topic, partition)
+        record = FakeRecord(topic, partition, len(log), timestamp, key, value, tuple(headers))
+        log.append(record)
+        return record
+
+    def records(self, topic: str) -> list[FakeRecord]:
+        return [r for log in self.topics.get(topic, []) for r in log]
+
+
+class FakeSource:
+    """One consumer-group member that owns every partition of the topics it subscribes to."""
+
+    def __init__(self, broker: FakeBroker) -> None:
+        self.broker = broker
+        self._topics: list[str] = []
+        self._assigned: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        self._positions: dict[TopicPartition, int] = {}
+        self._on_revoked: Callback | None = None
+        self._on_assigned: Callback | None = None
+        self._rebalance: set[TopicPartition] | None = None
+        self.fail_commits = False
+
+    async def start(
+        self, topics: Sequence[str], on_revoked: Callback, on_assigned: Callback
+    ) -> None:
+        self._topics = list(topics)
+        self._on_revoked, self._on_assigned = on_revoked, on_assigned
+        self._rebalance = set()
+
+    def rebalance(self, revoked: Iterable[TopicPartition] = ()) -> None:
+        """At the next fetch: revoke these partitions, then assign everything again."""
+        self._rebalance = set(revoked) | (self._rebalance or set())
+
+    def _all_partitions(self) -> set[TopicPartition]:
+        return {TopicPartition(t, p) for t in self._topics for p in range(self.broker.partitions)}
+
+    async def fetch(
+        self, timeout_s: float, max_records: int
+    ) -> Mapping[TopicPartition, Sequence[FakeRecord]]:
+        if self._rebalance is not None:
+            revoked, self._rebalance = self._rebalance & self._assigned, None
+            assert self._on_revoked is not None and self._on_assigned is not None
+            await self._on_revoked(revoked)
+            self._assigned -= revoked
+            self._paused -= revoked
+            new = self._all_partitions() - self._assigned
+            for tp in new:
+                self._positions[tp] = self.broker.committed.get(tp, 0)
+            self._assigned |= new
+            await self._on_assigned(new)
+        result: dict[TopicPartition, list[FakeRecord]] = {}
+        budget = max_records
+        for tp in sorted(self._assigned - self._paused):
+            log = self.broker.log(tp.topic, tp.partition)
+            start = self._positions[tp]
+            taken = log[start : start + budget]
+            if taken:
+                result[tp] = taken
+                self._positions[tp] = start + len(taken)
+                budget -= len(taken)
+            if budget <= 0:
+                break
+        if not result:
+            await asyncio.sleep(timeout_s)
+        return result
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._assigned)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self._paused)
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        self._paused |= set(partitions) & self._assigned
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        self._paused -= set(partitions)
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return len(self.broker.log(partition.topic, partition.partition))
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self._positions[partition] = offset
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
+        await asyncio.sleep(0)
+        if self.fail_commits:
+            return False
+        owned = {tp: o for tp, o in offsets.items() if tp in self._assigned}
+        self.broker.committed.update(owned)
+        self.broker.commits.append(dict(owned))
+        return True
+
+    async def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.broker.log(tp.topic, tp.partition)) for tp in partitions}
+
+    async def stop(self) -> None:
+        self._assigned.clear()
+
+
+class FakePublisher:
+    """Appends to the broker; fails while told to, as a retriable or a final error."""
+
+    def __init__(self, broker: FakeBroker) -> None:
+        self.broker = broker
+        self.failure: PublishResult | None = None  # the answer while failing
+        self.fail_topics: set[str] | None = None  # None: every topic
+        self.failures = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def publish(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> PublishResult:
+        await asyncio.sleep(0.001)
+        if self.failure is not None and (self.fail_topics is None or topic in self.fail_topics):
+            self.failures += 1
+            return self.failure
+        partition = origin_of(_Headers(headers)).partition % self.broker.partitions
+        self.broker.append(topic, partition, key, value, headers)
+        return ACKNOWLEDGED
+
+    async def stop(self) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Headers:
+    """Enough of a record for ``origin_of`` to read the headers just built."""
+
+    headers: Sequence[tuple[str, bytes]]
+    topic: str = ""
+    partition: int = 0
+    offset: int = 0
+    timestamp: int = 0
+    key: bytes | None = None
+    value: bytes | None = None
+
+
+# ----------------------------------------------------------------- the endpoint
+
+
+@dataclass
+class FakeEndpoint:
+    """Answers by ``mode``; records every request's time, destination and event ids.
+
+    Modes: ``ok`` (204), ``receipts`` (200 with a receipt per event, every ``receipt_fail_every``
+    -th failing), ``flaky`` (every ``flaky_every``-th request 500/1003), ``down`` (503),
+    ``refused`` (a transport error), ``throttled`` (429/2003 with ``Retry-After: 1``),
+    ``unauthorized`` (400/3001, a pause code). Whatever the mode, a body over ``max_body``
+    bytes is a 413 and a batch holding a poison event (``"poison": true``) is a 400/3004.
+    """
+
+    mode: str = "ok"
+    latency_s: float = 0.005
+    max_body: int = 1_000_000
+    receipt_fail_every: int = 7
+    flaky_every: int = 3
+    requests: list[tuple[float, str, int]] = field(default_factory=list)  # time, status, events
+    accepted: Counter[str] = field(default_factory=Counter)  # event_id -> times accepted
+    _count: int = 0
+
+    async def send(self, destination: str, body: bytes) -> SendResult:
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        self._count += 1
+        events: list[dict[str, Any]] = orjson.loads(body)["events"]
+        result = self._answer(body, events)
+        self.requests.append((sent_at, str(result.status or "transport"), len(events)))
+        await asyncio.sleep(self.latency_s)
+        return result
+
+    def _answer(self, body: bytes, events: list[dict[str, Any]]) -> SendResult:
+        mode = self.mode
+        if mode == "refused":
+            return SendResult(transport_error="ConnectError posting to /db/table")
+        if mode == "down":
+            return SendResult(503, b'{"error":{"code":1001}}')
+        if mode == "throttled":
+            return SendResult(429, b'{"code":2003}', retry_after_s=1.0)
+        if mode == "unauthorized":
+            return SendResult(400, b'{"code":3001}')
+        if mode == "flaky" and self._count % self.flaky_every == 0:
+            return SendResult(500, b'{"code":1003}')
+        if len(body) > self.max_body:
+            return SendResult(413)
+        if any(e.get("poison") for e in events):
+            return SendResult(400, b'{"code":3004}')
+        if mode == "receipts":
+            receipts = []
+            for index, event in enumerate(events):
+                ok = (self._count + index) % self.receipt_fail_every != 0
+                receipts.append({"success": ok})
+                if ok:
+                    self.accepted[event["event_id"]] += 1
+            return SendResult(200, orjson.dumps({"receipts": receipts}))
+        for event in events:
+            self.accepted[event["event_id"]] += 1
+        return SendResult(204)
+
+    async def aclose(self) -> None:
+        return None

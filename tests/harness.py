@@ -1,0 +1,163 @@
+"""The real ``Pipeline`` over the in-memory fakes, in virtual time: a whole forwarder in a test.
+
+Everything but Kafka and HTTP is the production code: decoding with the bundled schemas,
+batching, the delivery, the endpoint health, the offset tracker, the tier schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import orjson
+
+from forwarder.config import Config, load_config
+from forwarder.core.headers import header_value, origin_of
+from forwarder.core.schemas import SchemaRegistry, default_schema_dir
+from forwarder.core.topics import TopicMap
+from forwarder.pipeline import Adapters, Pipeline
+from forwarder.traffic import TrafficGenerator
+from tests.fakes import (
+    FakeBroker,
+    FakeEndpoint,
+    FakePublisher,
+    FakeRecord,
+    FakeSource,
+    Identity,
+    VirtualTimeLoop,
+)
+
+REGISTRY = SchemaRegistry.from_dirs([default_schema_dir()])
+TOPIC = "clicks"
+# Wall-clock seconds at virtual loop time 0: the tier headers hold epoch milliseconds.
+EPOCH = 1_780_000_000.0
+
+
+async def _nothing() -> None:
+    return None
+
+
+def harness_config(**overrides: Any) -> Config:
+    env = {
+        "TD_API_KEY": "1/test-key",
+        "TD_WP13N_TOKEN": "1/1/test-token",
+        "FORWARDER_KAFKA__TOPICS": TOPIC,
+        "FORWARDER_LIMITS__REQUESTS_PER_SECOND": "50",
+        "FORWARDER_LIMITS__BURST": "20",
+        "FORWARDER_BATCH__MAX_EVENTS": "20",
+        "FORWARDER_BATCH__LINGER_MS": "50",
+        "FORWARDER_RETRY__ATTEMPTS": "3",
+        "FORWARDER_RETRY__BACKOFF_INITIAL_MS": "100",
+        "FORWARDER_RETRY__BACKOFF_MAX_MS": "1000",
+        "FORWARDER_RETRY__TIERS": "2,5,10",
+        "FORWARDER_KAFKA__MAX_PENDING_PER_PARTITION": "200",
+    }
+    for key, value in overrides.items():
+        section, _, name = key.partition("__")
+        env[f"FORWARDER_{section.upper()}__{name.upper()}"] = str(value)
+    return load_config(None, env)
+
+
+class Harness:
+    def __init__(self, seed: int = 0, **overrides: Any) -> None:
+        self.loop = VirtualTimeLoop()
+        self.broker = FakeBroker(partitions=3)
+        self.endpoint = FakeEndpoint()
+        self.publisher = FakePublisher(self.broker)
+        self.source = FakeSource(self.broker)
+        self.config = harness_config(**overrides)
+        self.topics = TopicMap(self.config.kafka.topics, self.config.retry.tiers)
+        self.pipeline = Pipeline(
+            self.config,
+            REGISTRY,
+            adapters=Adapters(self.source, self.endpoint, self.publisher, _nothing),
+            rng=random.Random(seed),
+            wall_clock=lambda: EPOCH + self.loop.time(),
+        )
+        self._traffic = TrafficGenerator(seed=seed, run_id=f"r{seed}")
+        self.produced: dict[Identity, str | None] = {}  # identity -> event_id (None: malformed)
+        self.poison: set[str] = set()
+        self._next_partition = 0
+        self.task: asyncio.Task[None] | None = None
+
+    # -- driving
+
+    def start(self) -> None:
+        self.task = self.loop.create_task(self.pipeline.run())
+        self.run_for(0.01)
+
+    def run_for(self, seconds: float) -> None:
+        self.loop.run_until_complete(asyncio.sleep(seconds))
+        if self.task is not None and self.task.done():
+            self.task.result()
+            raise AssertionError("the pipeline stopped on its own")
+
+    def run_until(self, condition: Any, timeout: float, what: str, step: float = 0.5) -> float:
+        """Run until ``condition()``; return the virtual seconds it took."""
+        started = self.loop.time()
+        while not condition():
+            if self.loop.time() - started > timeout:
+                raise AssertionError(f"not within {timeout} virtual seconds: {what}")
+            self.run_for(step)
+        return self.loop.time() - started
+
+    def stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.pipeline.stop()
+            self.loop.run_until_complete(asyncio.wait_for(self.task, 600))
+        self.loop.close()
+
+    def readiness(self) -> tuple[bool, str]:
+        return self.pipeline.readiness()
+
+    # -- traffic
+
+    def produce(self, count: int, *, poison_every: int = 0, malformed_every: int = 0) -> None:
+        for _ in range(count):
+            index = len(self.produced)
+            event: dict[str, Any] = self._traffic.valid(now=EPOCH + self.loop.time())
+            if malformed_every and index % malformed_every == malformed_every - 1:
+                value, event_id = b'{"event_type": "page_view", ', None
+            else:
+                if poison_every and index % poison_every == poison_every - 1:
+                    event["poison"] = True
+                    self.poison.add(event["event_id"])
+                value, event_id = orjson.dumps(event), event["event_id"]
+            partition = self._next_partition
+            self._next_partition = (partition + 1) % self.broker.partitions
+            stamp = int((EPOCH + self.loop.time()) * 1000)
+            record = self.broker.append(TOPIC, partition, b"user", value, (), stamp)
+            self.produced[(record.topic, record.partition, record.offset)] = event_id
+
+    # -- what happened
+
+    def dead_letters(self) -> list[FakeRecord]:
+        return self.broker.records(self.topics.dlq_for(TOPIC))
+
+    def dead_letter_reasons(self) -> dict[Identity, str]:
+        reasons = {}
+        for record in self.dead_letters():
+            origin = origin_of(record)
+            reason = header_value(record.headers, "forwarder.error.reason") or b""
+            reasons[(origin.topic, origin.partition, origin.offset)] = reason.decode()
+        return reasons
+
+    def delivered(self) -> set[Identity]:
+        ids = {event_id: identity for identity, event_id in self.produced.items() if event_id}
+        return {ids[event_id] for event_id in self.endpoint.accepted}
+
+    def all_finished(self) -> bool:
+        done = self.delivered() | set(self.dead_letter_reasons())
+        return len(done) == len(self.produced) and self.all_committed()
+
+    def all_committed(self) -> bool:
+        from aiokafka import TopicPartition
+
+        for topic, logs in self.broker.topics.items():
+            if topic.endswith(".dlq"):
+                continue
+            for partition, log in enumerate(logs):
+                if self.broker.committed.get(TopicPartition(topic, partition), 0) != len(log):
+                    return False
+        return True

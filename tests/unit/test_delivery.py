@@ -1,0 +1,135 @@
+"""Every delivery path on the in-memory fakes, in virtual time: outages, pauses, publish faults."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from forwarder.core.health import State
+from forwarder.ports import PublishResult
+from tests.harness import TOPIC, Harness
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    h = Harness(seed=1)
+    yield h
+    h.stop()
+
+
+@pytest.mark.parametrize("mode", ["down", "refused", "throttled"])
+def test_an_outage_longer_than_every_retry_tier_ends_in_a_catch_up_not_dead_letters(
+    harness: Harness, mode: str
+) -> None:
+    harness.endpoint.mode = mode
+    harness.start()
+    harness.produce(300)
+    harness.run_until(lambda: harness.pipeline.health.state is State.DOWN, 60, "endpoint down")
+    ready, why = harness.readiness()
+    assert not ready and "endpoint down" in why, why
+    # An hour, against a retry schedule (3 tries, tiers 2 s, 5 s, 10 s) of well under a minute.
+    harness.run_for(3600)
+    assert harness.dead_letters() == [], "an outage must not dead-letter anything"
+    assert not harness.delivered()
+    assert harness.broker.records(f"{TOPIC}.retry.3") == [], "the tiers must not be walked"
+    requests_during = len(harness.endpoint.requests)
+    harness.endpoint.mode = "ok"
+    took = harness.run_until(harness.all_finished, 300, "every event delivered and committed")
+    assert len(harness.delivered()) == 300
+    assert harness.readiness() == (True, "ready")
+    print(f"{mode}: {requests_during} requests in the outage hour, caught up in {took:.1f}s")
+
+
+def test_while_down_only_one_probe_at_a_time_goes_out_at_a_growing_interval(
+    harness: Harness,
+) -> None:
+    harness.endpoint.mode = "down"
+    harness.start()
+    harness.produce(200)
+    harness.run_until(lambda: harness.pipeline.health.blocked, 60, "endpoint down")
+    start = len(harness.endpoint.requests)
+    harness.run_for(600)
+    probes = harness.endpoint.requests[start:]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(probes)]
+    assert all(events <= 10 for _, _, events in probes), "a probe is a small batch"
+    # 1 s doubling to the 30 s cap: 600 s hold about 25 probes, never hundreds.
+    assert 10 <= len(probes) <= 40, len(probes)
+    assert min(gaps) >= 0.99 and max(gaps) <= 30.5, gaps
+
+
+def test_a_batch_failing_while_the_endpoint_works_walks_the_tiers_to_retries_exhausted(
+    harness: Harness,
+) -> None:
+    # One request in three fails: the endpoint works, so failures spend the events' budget.
+    harness.endpoint.mode = "flaky"
+    harness.endpoint.flaky_every = 1  # ... except that every request fails: see below
+    harness.start()
+    harness.produce(5)
+    # Before the endpoint counts as down (10 failures over 5 s), the first tries are spent.
+    harness.run_for(1.0)
+    tried = len(harness.endpoint.requests)
+    assert tried >= 3, "three tries in process first"
+    assert harness.pipeline.health.state is State.DEGRADED
+
+
+def test_a_pause_code_holds_everything_then_resumes_when_the_token_is_fixed(
+    harness: Harness,
+) -> None:
+    harness.endpoint.mode = "unauthorized"
+    harness.start()
+    harness.produce(100)
+    harness.run_until(lambda: harness.pipeline.health.state is State.PAUSED, 10, "paused")
+    ready, why = harness.readiness()
+    assert not ready and "paused" in why and "3001" in why, why
+    harness.run_for(900)
+    assert harness.dead_letters() == []
+    assert harness.pipeline.metrics.paused.labels("3001")._value.get() == 1
+    harness.endpoint.mode = "ok"
+    harness.run_until(harness.all_finished, 120, "delivered after the fix")
+    assert harness.pipeline.metrics.paused.labels("3001")._value.get() == 0, "alert would fire on"
+    assert harness.readiness() == (True, "ready")
+
+
+def test_poison_events_are_dead_lettered_even_during_a_partial_outage(harness: Harness) -> None:
+    harness.start()
+    harness.produce(100, poison_every=25)
+    harness.run_until(harness.all_finished, 120, "every event finished")
+    reasons = harness.dead_letter_reasons()
+    assert sorted(reasons.values()) == ["rejected"] * 4
+    assert len(harness.delivered()) == 96
+
+
+def test_a_dead_letter_topic_refusing_writes_pauses_reading_and_says_why(harness: Harness) -> None:
+    harness.publisher.failure = PublishResult(False, "TopicAuthorizationFailedError", False)
+    harness.start()
+    harness.produce(60, malformed_every=10)
+    harness.run_until(lambda: not harness.readiness()[0], 30, "not ready")
+    _ready, why = harness.readiness()
+    assert "cannot write" in why and "TopicAuthorizationFailedError" in why, why
+    assert harness.source.paused() == harness.source.assignment(), "reading must stop"
+    failures = harness.pipeline.metrics.publish_failures
+    assert failures.labels(f"{TOPIC}.dlq", "TopicAuthorizationFailedError")._value.get() > 0
+    harness.publisher.failure = None
+    harness.run_until(harness.all_finished, 120, "dead letters written once allowed")
+    assert len(harness.dead_letters()) == 6
+    assert harness.readiness() == (True, "ready")
+
+
+def test_retriable_publish_failures_turn_readiness_off_only_after_the_configured_time() -> None:
+    h = Harness(seed=2, health__publish_unready_after_s=20)
+    try:
+        h.publisher.failure = PublishResult(False, "KafkaTimeoutError", True)
+        h.start()
+        h.produce(30, malformed_every=3)
+        h.run_for(5)
+        assert h.readiness() == (True, "ready"), "a short broker hiccup is not unready"
+        h.run_until(lambda: not h.readiness()[0], 60, "not ready after 20 s")
+        assert "KafkaTimeoutError" in h.readiness()[1]
+        assert h.source.paused() != h.source.assignment(), "retriable: reading goes on"
+        h.publisher.failure = None
+        h.run_until(h.all_finished, 120, "all finished after the broker recovers")
+        assert h.readiness() == (True, "ready")
+    finally:
+        h.stop()

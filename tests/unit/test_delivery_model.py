@@ -1,0 +1,169 @@
+"""A model-based test of the whole delivery and offset path (hypothesis stateful testing).
+
+The real pipeline runs on the in-memory fakes in virtual time while hypothesis produces
+records, changes what the endpoint answers (outages, refused connections, 429 storms, pause
+codes, flaky 500s, per-event receipts), makes the retry and dead-letter topics fail, rebalances
+and lets time pass, in any order. After every step:
+
+- a committed offset never passes a record that is not yet safe (its event accepted by the
+  endpoint, or a copy on a later retry tier or the dead-letter topic);
+- nothing is dead-lettered as ``retries_exhausted``: every failure mode here is the endpoint's,
+  and an outage must end in a catch-up (poison events are ``rejected``, malformed ones keep
+  their decode reason);
+- in every window of time, the requests never exceed the rate limit plus its burst.
+
+At the end the endpoint heals and time runs on: every record ends in exactly one of delivered
+or dead-lettered, and every offset is committed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aiokafka import TopicPartition
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from forwarder.core.headers import origin_of
+from forwarder.ports import PublishResult
+from tests.fakes import FakeRecord, Identity
+from tests.harness import TOPIC, Harness
+
+MODES = ["ok", "ok", "receipts", "flaky", "down", "refused", "throttled", "unauthorized"]
+LEVELS = {TOPIC: 0, f"{TOPIC}.retry.1": 1, f"{TOPIC}.retry.2": 2, f"{TOPIC}.retry.3": 3}
+DLQ_LEVEL = 4
+DECODE_REASONS = {"invalid_json", "not_an_object", "schema_violation", "unknown_event_type"}
+
+
+def _identity(record: FakeRecord) -> Identity:
+    origin = origin_of(record)
+    return (origin.topic, origin.partition, origin.offset)
+
+
+class DeliveryModel(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.h = Harness(seed=0)
+        self.h.start()
+        self.checked_commits = 0
+
+    # ------------------------------------------------------------- rules
+
+    @rule(
+        count=st.integers(1, 120), poison=st.sampled_from([0, 0, 17]), bad=st.sampled_from([0, 23])
+    )
+    def produce(self, count: int, poison: int, bad: int) -> None:
+        self.h.produce(count, poison_every=poison, malformed_every=bad)
+
+    @rule(mode=st.sampled_from(MODES))
+    def endpoint_answers(self, mode: str) -> None:
+        self.h.endpoint.mode = mode
+
+    @rule(
+        failure=st.sampled_from(
+            [
+                None,
+                None,
+                PublishResult(False, "KafkaTimeoutError", True),
+                PublishResult(False, "TopicAuthorizationFailedError", False),
+            ]
+        ),
+        dlq_only=st.booleans(),
+    )
+    def publishing(self, failure: PublishResult | None, dlq_only: bool) -> None:
+        self.h.publisher.failure = failure
+        self.h.publisher.fail_topics = {f"{TOPIC}.dlq"} if dlq_only else None
+
+    @rule(partitions=st.sets(st.sampled_from(sorted(LEVELS)), max_size=2), index=st.integers(0, 2))
+    def rebalance(self, partitions: set[str], index: int) -> None:
+        self.h.source.rebalance(TopicPartition(topic, index) for topic in partitions)
+
+    @rule(seconds=st.sampled_from([0.05, 0.3, 1.0, 4.0, 15.0, 60.0, 400.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.h.run_for(seconds)
+
+    @precondition(lambda self: self.h.endpoint.mode in ("down", "refused", "throttled"))
+    @rule()
+    def a_long_outage(self) -> None:
+        self.h.run_for(1800.0)
+
+    # ------------------------------------------------------------- invariants
+
+    def _safe(self) -> set[tuple[Identity, int]]:
+        """(identity, level) pairs whose record at that level may be committed past."""
+        accepted = self.h.delivered()
+        copies: dict[Identity, int] = {}
+        for topic, level in [*LEVELS.items(), (f"{TOPIC}.dlq", DLQ_LEVEL)]:
+            for record in self.h.broker.records(topic):
+                identity = _identity(record)
+                copies[identity] = max(copies.get(identity, -1), level)
+        safe = set()
+        for identity, highest in copies.items():
+            top = DLQ_LEVEL if identity in accepted else highest
+            safe.update((identity, level) for level in range(top))
+            if identity in accepted:
+                safe.add((identity, DLQ_LEVEL))
+        return safe
+
+    @invariant()
+    def commits_never_pass_an_unsafe_record(self) -> None:
+        commits = self.h.broker.commits[self.checked_commits :]
+        if not commits:
+            return
+        safe = self._safe()
+        for commit in commits:
+            for tp, offset in commit.items():
+                level = LEVELS[tp.topic]
+                for record in self.h.broker.log(tp.topic, tp.partition)[:offset]:
+                    assert (_identity(record), level) in safe, (
+                        f"committed {tp.topic}-{tp.partition}@{offset} past unsafe {record.offset}"
+                    )
+        self.checked_commits = len(self.h.broker.commits)
+
+    @invariant()
+    def no_dead_letter_because_of_the_endpoint(self) -> None:
+        for identity, reason in self.h.dead_letter_reasons().items():
+            event_id = self.h.produced[identity]
+            if event_id is None:
+                assert reason in DECODE_REASONS, reason
+            else:
+                assert reason == "rejected" and event_id in self.h.poison, (identity, reason)
+
+    @invariant()
+    def requests_stay_within_the_rate_limit_and_burst(self) -> None:
+        rate = self.h.config.limits.requests_per_second
+        burst = self.h.config.limits.burst
+        # For every pair i < j: j - i + 1 <= burst + rate * (t_j - t_i), checked in one pass.
+        best = float("-inf")
+        for index, (stamp, _, _) in enumerate(self.h.endpoint.requests):
+            best = max(best, rate * stamp - index)
+            excess = (index + 1 - rate * stamp) + best - burst
+            assert excess <= 1e-6, f"{excess:.3f} requests over the limit at t={stamp}"
+
+    # ------------------------------------------------------------- the end
+
+    def teardown(self) -> None:
+        try:
+            h = self.h
+            h.endpoint.mode = "ok"
+            h.publisher.failure = None
+            h.run_until(h.all_finished, 4000, "every record delivered or dead-lettered", step=5)
+            delivered = h.delivered()
+            dead = set(h.dead_letter_reasons())
+            assert not delivered & dead, "an event both delivered and dead-lettered"
+            assert delivered | dead == set(h.produced)
+            self.commits_never_pass_an_unsafe_record()
+        finally:
+            self.h.stop()
+
+
+TestDeliveryModel: Any = DeliveryModel.TestCase
+TestDeliveryModel.settings = settings(
+    # More for a bug hunt: MODEL_EXAMPLES=300 pytest tests/unit/test_delivery_model.py
+    max_examples=int(os.environ.get("MODEL_EXAMPLES", "12")),
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
