@@ -94,6 +94,12 @@ def _check_oauth(k: KafkaConfig) -> None:
         )
 
 
+def check_proxy(key: str, url: str) -> None:
+    proxy = urlsplit(url)
+    if proxy.scheme not in ("http", "https") or not proxy.hostname:
+        raise ConfigError(key, f"{url!r} is not an http(s) URL", "e.g. http://proxy:3128")
+
+
 def check(config: Config, need_secrets: bool = True) -> None:
     """Cross-field rules and ranges that the types alone cannot say."""
     k, e, b, lim, r = config.kafka, config.endpoint, config.batch, config.limits, config.retry
@@ -143,11 +149,7 @@ def check(config: Config, need_secrets: bool = True) -> None:
     _positive("endpoint.timeout_s", e.timeout_s)
     _readable("endpoint.ca_file", e.ca_file)
     if e.proxy:
-        proxy = urlsplit(e.proxy)
-        if proxy.scheme not in ("http", "https") or not proxy.hostname:
-            raise ConfigError(
-                "endpoint.proxy", f"{e.proxy!r} is not an http(s) URL", "e.g. http://proxy:3128"
-            )
+        check_proxy("endpoint.proxy", e.proxy)
     if need_secrets and not e.api_key:
         raise ConfigError(
             "TD_API_KEY", "the API key is missing", "set TD_API_KEY or TD_API_KEY_FILE"

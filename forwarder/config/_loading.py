@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from forwarder.config._checks import check
+from forwarder.config._checks import check, check_proxy
 from forwarder.config._model import (
     POLICY_ACTIONS,
     BatchConfig,
@@ -80,7 +81,45 @@ def load_config(
     _merge_env(raw, env)
     _merge_secrets(raw, env)
     _merge_kafka_secret_files(raw)
-    return _build(raw, need_secrets)
+    return _with_env_proxy(_build(raw, need_secrets), env)
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """``NO_PROXY`` as curl reads it: ``*``, or names matching the host or a parent domain."""
+    for entry in no_proxy.split(","):
+        name = entry.strip().lower()
+        if name.startswith("["):  # [::1]:8080
+            name = name[1:].partition("]")[0]
+        elif name.count(":") == 1:  # host:port
+            name = name.partition(":")[0]
+        name = name.lstrip(".")
+        if name == "*" or (name and (host == name or host.endswith(f".{name}"))):
+            return True
+    return False
+
+
+def _with_env_proxy(config: Config, env: Mapping[str, str]) -> Config:
+    """``endpoint.proxy`` from ``HTTPS_PROXY``/``HTTP_PROXY`` unless set or ``NO_PROXY`` says so.
+
+    Resolved here, once, because the sink passes its own transport to httpx, and httpx reads
+    the proxy variables only for its default transport; ``config show`` then shows the proxy.
+    """
+    endpoint = config.endpoint
+    if endpoint.proxy:
+        return config
+    scheme = urlsplit(endpoint.base_url).scheme
+    variable = next((v for v in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY") if env.get(v)), None)
+    if variable is None:
+        return config
+    no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
+    host = urlsplit(endpoint.base_url).hostname or ""
+    if _bypassed(host, no_proxy):
+        return config
+    proxy = env[variable]
+    if "://" not in proxy:
+        proxy = f"http://{proxy}"  # curl and httpx accept host:port alone
+    check_proxy(variable, proxy)
+    return dataclasses.replace(config, endpoint=dataclasses.replace(endpoint, proxy=proxy))
 
 
 def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:

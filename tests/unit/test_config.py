@@ -197,3 +197,22 @@ def test_policy_section_overrides_actions(tmp_path: Path) -> None:
 def test_bad_policy_rows_name_the_key(tmp_path: Path, line: str, fix: str) -> None:
     with pytest.raises(ConfigError, match=fix):
         load_config(_write(tmp_path, f"[policy]\n{line}\n"), SECRETS)
+
+
+@pytest.mark.parametrize(
+    ("env", "proxy"),
+    [
+        ({"HTTPS_PROXY": "http://egress:3128"}, "http://egress:3128"),
+        ({"https_proxy": "egress:3128"}, "http://egress:3128"),
+        ({"HTTPS_PROXY": "http://egress:3128", "NO_PROXY": ".treasuredata.com"}, ""),
+        ({"HTTPS_PROXY": "http://egress:3128", "no_proxy": "localhost,*"}, ""),
+        ({"HTTPS_PROXY": "http://egress:3128", "NO_PROXY": "data.com"}, "http://egress:3128"),
+        ({"HTTP_PROXY": "http://egress:3128"}, ""),  # the endpoint is https
+        (
+            {"HTTPS_PROXY": "http://egress:3128", "FORWARDER_ENDPOINT__PROXY": "http://mine:8080"},
+            "http://mine:8080",
+        ),
+    ],
+)
+def test_endpoint_proxy_follows_https_proxy_and_no_proxy(env: dict[str, str], proxy: str) -> None:
+    assert load_config(None, {**SECRETS, **env}).endpoint.proxy == proxy
