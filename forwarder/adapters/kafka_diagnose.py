@@ -64,7 +64,8 @@ def explain(config: KafkaConfig, address: str, exc: BaseException) -> ForwarderE
     if isinstance(exc, UnsupportedSaslMechanismError):
         return ConfigError("kafka.sasl_mechanism", str(exc), "use one the broker enables")
     if isinstance(exc, OAuthTokenError):
-        key, _, problem = str(exc).partition(": ")
+        # KafkaError's str() prefixes the class name; the message itself is "key: problem".
+        key, _, problem = str(exc.args[0]).partition(": ")
         return ConfigError(key, problem)
     if isinstance(exc, ConnectionRefusedError | asyncio.TimeoutError | TimeoutError):
         return FatalError(

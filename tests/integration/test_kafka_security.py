@@ -227,3 +227,20 @@ async def test_mutual_tls_without_a_client_certificate_names_the_certificate_key
         "FORWARDER_KAFKA__SSL_CAFILE": str(secured.tls.ca),
     }
     await _start_up_fails(env, "kafka.ssl_certfile", "client certificate")
+
+
+async def test_a_refused_oidc_client_secret_stops_start_up_naming_the_token_url(
+    secured: KafkaCluster, tmp_path: Path, token_endpoint: tuple[str, list[str]]
+) -> None:
+    url, grants = token_endpoint
+    env = {
+        **env_for(secured.listener("OAUTH"), "clickstream", "http://127.0.0.1:9"),
+        **security_env(secured, "OAUTH", tmp_path),
+        "FORWARDER_KAFKA__OAUTH_TOKEN_FILE": "",
+        "FORWARDER_KAFKA__OAUTH_TOKEN_URL": url,
+        "FORWARDER_KAFKA__OAUTH_CLIENT_ID": OIDC_CLIENT[0],
+        "FORWARDER_KAFKA__OAUTH_CLIENT_SECRET": "not-the-secret",
+    }
+    output = await _start_up_fails(env, "kafka.oauth_token_url", "401", "oauth_client_id")
+    assert "not-the-secret" not in output
+    assert not grants
