@@ -130,9 +130,20 @@ def sandbox(
     reset_rate: float = 0.0,
     receipts_fail_rate: float = 0.0,
     seed: int | None = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Serve HTTPS with this PEM certificate (chain).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The PEM key of --tls-cert.")] = None,
+    tls_test_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="Serve HTTPS with a new private CA and certificate written to this directory "
+            "(needs the dev extra); point endpoint.ca_file at its sandbox-ca.pem."
+        ),
+    ] = None,
 ) -> None:
     """Run a local HTTP server that behaves like the destination (see the README)."""
-    from forwarder.sandbox import ErrorRule, Faults, SandboxConfig, serve
+    from forwarder.sandbox import ErrorRule, Faults, SandboxConfig, serve, write_test_certificate
     from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
 
     if profile not in ("realtime", "ingest"):
@@ -151,8 +162,13 @@ def sandbox(
         reset_rate=reset_rate,
         receipts_fail_rate=receipts_fail_rate,
     )
+    if tls_test_cert is not None:
+        ca_file, tls_cert, tls_key = write_test_certificate(tls_test_cert)
+        typer.echo(f"sandbox CA (set endpoint.ca_file to it): {ca_file}")
     serve(
         SandboxConfig(
+            tls_cert=str(tls_cert or ""),
+            tls_key=str(tls_key or ""),
             host=host,
             port=port,
             profile=chosen,

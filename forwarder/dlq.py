@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from forwarder.adapters.kafka_common import connection_kwargs
+from forwarder.adapters.kafka_diagnose import startup_error
 from forwarder.adapters.kafka_publisher import MAX_REQUEST_BYTES
 from forwarder.config import KafkaConfig
 from forwarder.core import dead_letters as dl
@@ -79,9 +80,7 @@ async def _partitions(config: KafkaConfig, topic: str) -> list[TopicPartition]:
             raise FatalError(f"topic {topic!r} does not exist (dead-letter topics here: {similar})")
         described = await admin.describe_topics([topic])
     except KafkaError as exc:
-        raise FatalError(
-            f"cannot reach Kafka at {config.bootstrap_servers}: {type(exc).__name__}"
-        ) from None
+        raise await startup_error(config, exc) from None
     finally:
         await admin.close()
     return [

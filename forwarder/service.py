@@ -23,7 +23,14 @@ def load_registry(config: Config) -> SchemaRegistry:
 
 
 def secrets_of(config: Config) -> list[str]:
-    values = [config.endpoint.api_key, config.endpoint.wp13n_token, config.kafka.sasl_password]
+    k = config.kafka
+    values = [
+        config.endpoint.api_key,
+        config.endpoint.wp13n_token,
+        k.sasl_password,
+        k.ssl_key_password,
+        k.oauth_client_secret,
+    ]
     return [s.reveal() for s in values if s]
 
 

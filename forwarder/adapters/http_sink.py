@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import ssl
 import time
 from typing import Literal
 
@@ -42,6 +43,17 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+def _tls_hint(exc: BaseException | None) -> str:
+    """Name the key to fix when the cause is an untrusted certificate (a re-signing proxy)."""
+    while exc is not None:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            # aiohttp's subclass of it carries no verify_message of its own.
+            reason = getattr(exc, "verify_message", None) or "verify failed"
+            return f" (certificate: {reason}; see endpoint.ca_file)"
+        exc = exc.__cause__ or exc.__context__
+    return ""
+
+
 class HttpSink:
     def __init__(
         self, endpoint: EndpointConfig, limits: LimitsConfig, transport: Transport = "aiohttp"
@@ -57,10 +69,14 @@ class HttpSink:
             max_connections=limits.max_in_flight, max_keepalive_connections=limits.max_in_flight
         )
         timeout = httpx.Timeout(endpoint.timeout_s)
+        # A private CA replaces the default trust store (an egress proxy re-signing TLS); the
+        # proxy was resolved by the config (explicit, else HTTPS_PROXY/NO_PROXY).
+        verify = ssl.create_default_context(cafile=endpoint.ca_file) if endpoint.ca_file else True
+        proxy = httpx.Proxy(endpoint.proxy) if endpoint.proxy else None
         chosen: httpx.AsyncBaseTransport = (
-            AiohttpTransport(limits=pool)
+            AiohttpTransport(limits=pool, verify=verify, proxy=proxy)
             if transport == "aiohttp"
-            else httpx.AsyncHTTPTransport(limits=pool)
+            else httpx.AsyncHTTPTransport(limits=pool, verify=verify, proxy=proxy)
         )
         self._client = httpx.AsyncClient(
             base_url=endpoint.base_url, headers=headers, timeout=timeout, transport=chosen
@@ -78,7 +94,7 @@ class HttpSink:
         except (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             # The type and the path only: exception texts may quote request details.
             return SendResult(
-                transport_error=f"{type(exc).__name__} posting to {path}",
+                transport_error=f"{type(exc).__name__} posting to {path}{_tls_hint(exc)}",
                 elapsed_s=time.monotonic() - started,
             )
         retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())

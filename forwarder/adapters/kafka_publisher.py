@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from forwarder.adapters.kafka_common import connection_kwargs
+from forwarder.adapters.kafka_diagnose import startup_error
 from forwarder.config import KafkaConfig
 from forwarder.errors import FatalError
 from forwarder.ports import ACKNOWLEDGED, PublishResult
@@ -71,7 +72,7 @@ async def ensure_topics(
         await admin.start()
     except KafkaError as exc:
         await admin.close()
-        raise FatalError(f"cannot reach Kafka at start-up: {type(exc).__name__}: {exc}") from None
+        raise await startup_error(config, exc) from None
     try:
         existing = set(await admin.list_topics())
         missing = [s for s in sources if s not in existing]

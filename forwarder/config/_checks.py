@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from forwarder.config._model import (
@@ -13,6 +14,7 @@ from forwarder.config._model import (
     REGIONS,
     TOPIC,
     Config,
+    KafkaConfig,
 )
 from forwarder.errors import ConfigError
 
@@ -31,6 +33,73 @@ def _positive(key: str, value: float, fix: str = "use a number above 0") -> None
         raise ConfigError(key, f"must be above 0, got {value}", fix)
 
 
+def _readable(key: str, path: str) -> None:
+    if path and not Path(path).is_file():
+        raise ConfigError(key, f"file {path!r} not found", "point it at a readable PEM file")
+
+
+def _check_kafka_security(k: KafkaConfig) -> None:
+    tls = k.security_protocol in ("SSL", "SASL_SSL")
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = getattr(k, key)
+        if path and not tls:
+            raise ConfigError(
+                f"kafka.{key}",
+                f"is set but security_protocol {k.security_protocol} does not use TLS",
+                "use security_protocol SSL or SASL_SSL, or remove the key",
+            )
+        _readable(f"kafka.{key}", path)
+    if k.ssl_keyfile and not k.ssl_certfile:
+        raise ConfigError(
+            "kafka.ssl_certfile", "ssl_keyfile is set without a certificate", "set ssl_certfile"
+        )
+    if not k.security_protocol.startswith("SASL"):
+        return
+    if k.sasl_mechanism == "OAUTHBEARER":
+        _check_oauth(k)
+    elif not (k.sasl_mechanism and k.sasl_username and k.sasl_password):
+        raise ConfigError(
+            "kafka.sasl_mechanism",
+            f"security_protocol {k.security_protocol} needs SASL credentials",
+            "set sasl_mechanism, sasl_username and FORWARDER_KAFKA__SASL_PASSWORD",
+        )
+
+
+def _check_oauth(k: KafkaConfig) -> None:
+    if bool(k.oauth_token_file) == bool(k.oauth_token_url):
+        raise ConfigError(
+            "kafka.oauth_token_file",
+            "OAUTHBEARER needs exactly one token source",
+            "set oauth_token_file, or oauth_token_url with oauth_client_id",
+        )
+    _readable("kafka.oauth_token_file", k.oauth_token_file)
+    if not k.oauth_token_url:
+        return
+    parts = urlsplit(k.oauth_token_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            "kafka.oauth_token_url", "is not an http(s) URL", "e.g. https://idp/token"
+        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            "kafka.oauth_token_url",
+            "plain http is refused for a non-loopback host (the client secret would travel in clear)",
+            "use https://",
+        )
+    if not (k.oauth_client_id and k.oauth_client_secret):
+        raise ConfigError(
+            "kafka.oauth_client_id",
+            "oauth_token_url needs a client id and secret",
+            "set oauth_client_id and FORWARDER_KAFKA__OAUTH_CLIENT_SECRET",
+        )
+
+
+def check_proxy(key: str, url: str) -> None:
+    proxy = urlsplit(url)
+    if proxy.scheme not in ("http", "https") or not proxy.hostname:
+        raise ConfigError(key, f"{url!r} is not an http(s) URL", "e.g. http://proxy:3128")
+
+
 def check(config: Config, need_secrets: bool = True) -> None:
     """Cross-field rules and ranges that the types alone cannot say."""
     k, e, b, lim, r = config.kafka, config.endpoint, config.batch, config.limits, config.retry
@@ -47,14 +116,7 @@ def check(config: Config, need_secrets: bool = True) -> None:
             )
     if not k.group_id:
         raise ConfigError("kafka.group_id", "is empty", "name the consumer group")
-    if k.security_protocol.startswith("SASL") and not (
-        k.sasl_mechanism and k.sasl_username and k.sasl_password
-    ):
-        raise ConfigError(
-            "kafka.sasl_mechanism",
-            f"security_protocol {k.security_protocol} needs SASL credentials",
-            "set sasl_mechanism, sasl_username and FORWARDER_KAFKA__SASL_PASSWORD",
-        )
+    _check_kafka_security(config.kafka)
     _positive("kafka.max_pending_per_partition", k.max_pending_per_partition)
     _positive("kafka.commit_interval_ms", k.commit_interval_ms)
     _positive("kafka.fetch_max_records", k.fetch_max_records)
@@ -85,6 +147,9 @@ def check(config: Config, need_secrets: bool = True) -> None:
             "3-255 characters of a-z, 0-9, _",
         )
     _positive("endpoint.timeout_s", e.timeout_s)
+    _readable("endpoint.ca_file", e.ca_file)
+    if e.proxy:
+        check_proxy("endpoint.proxy", e.proxy)
     if need_secrets and not e.api_key:
         raise ConfigError(
             "TD_API_KEY", "the API key is missing", "set TD_API_KEY or TD_API_KEY_FILE"

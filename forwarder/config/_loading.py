@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from forwarder.config._checks import check
+from forwarder.config._checks import check, check_proxy
 from forwarder.config._model import (
     POLICY_ACTIONS,
     BatchConfig,
@@ -52,8 +53,10 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 _FREE_SECTIONS = ("routes", "policy")
 _POLICY_KEY = re.compile(r"^(transport|[1-5][0-9]{2}(:[0-9]{1,6})?)$")
-# Secrets come from their own variables, never from the TOML file.
+# Secrets come from their own variables, never from the TOML file: the endpoint's from
+# TD_API_KEY / TD_WP13N_TOKEN, Kafka's from FORWARDER_KAFKA__<KEY> or FORWARDER_KAFKA__<KEY>_FILE.
 _SECRET_KEYS = {("endpoint", "api_key"), ("endpoint", "wp13n_token")}
+_KAFKA_SECRETS = ("sasl_password", "ssl_key_password", "oauth_client_secret")
 
 
 def load_config(
@@ -76,9 +79,49 @@ def load_config(
             raise ConfigError(
                 "--config", f"{path} is not valid TOML: {exc}", "fix the syntax"
             ) from None
+    _refuse_kafka_secrets(raw)
     _merge_env(raw, env)
     _merge_secrets(raw, env)
-    return _build(raw, need_secrets)
+    _merge_kafka_secret_files(raw)
+    return _with_env_proxy(_build(raw, need_secrets), env)
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """``NO_PROXY`` as curl reads it: ``*``, or names matching the host or a parent domain."""
+    for entry in no_proxy.split(","):
+        name = entry.strip().lower()
+        if name.startswith("["):  # [::1]:8080
+            name = name[1:].partition("]")[0]
+        elif name.count(":") == 1:  # host:port
+            name = name.partition(":")[0]
+        name = name.lstrip(".")
+        if name == "*" or (name and (host == name or host.endswith(f".{name}"))):
+            return True
+    return False
+
+
+def _with_env_proxy(config: Config, env: Mapping[str, str]) -> Config:
+    """``endpoint.proxy`` from ``HTTPS_PROXY``/``HTTP_PROXY`` unless set or ``NO_PROXY`` says so.
+
+    Resolved here, once, because the sink passes its own transport to httpx, and httpx reads
+    the proxy variables only for its default transport; ``config show`` then shows the proxy.
+    """
+    endpoint = config.endpoint
+    if endpoint.proxy:
+        return config
+    scheme = urlsplit(endpoint.base_url).scheme
+    variable = next((v for v in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY") if env.get(v)), None)
+    if variable is None:
+        return config
+    no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
+    host = urlsplit(endpoint.base_url).hostname or ""
+    if _bypassed(host, no_proxy):
+        return config
+    proxy = env[variable]
+    if "://" not in proxy:
+        proxy = f"http://{proxy}"  # curl and httpx accept host:port alone
+    check_proxy(variable, proxy)
+    return dataclasses.replace(config, endpoint=dataclasses.replace(endpoint, proxy=proxy))
 
 
 def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
@@ -101,6 +144,48 @@ class _EnvValue:
     variable: str
 
 
+def _kafka_secret_variable(key: str) -> str:
+    return f"{ENV_PREFIX}KAFKA__{key.upper()}"
+
+
+def _refuse_kafka_secrets(raw: dict[str, Any]) -> None:
+    """A secret in the TOML file ends up in version control and config dumps: refuse it."""
+    kafka = raw.get("kafka")
+    if not isinstance(kafka, dict):
+        return
+    for key in _KAFKA_SECRETS:
+        for name in (key, f"{key}_file"):
+            if name in kafka:
+                variable = _kafka_secret_variable(key)
+                raise ConfigError(
+                    f"kafka.{name}",
+                    "secrets are not read from the config file",
+                    f"set {variable} or {variable}_FILE instead",
+                )
+
+
+def _read_secret_file(variable: str, file_name: str) -> str:
+    try:
+        return Path(file_name).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            variable,
+            f"cannot read {file_name!r}: {exc.strerror}",
+            "point it at a readable file holding the secret",
+        ) from None
+
+
+def _merge_kafka_secret_files(raw: dict[str, Any]) -> None:
+    """``FORWARDER_KAFKA__<SECRET>_FILE`` (a mounted Kubernetes secret) wins over the value."""
+    kafka = raw.get("kafka")
+    if not isinstance(kafka, dict):
+        return
+    for key in _KAFKA_SECRETS:
+        named = kafka.pop(f"{key}_file", None)
+        if isinstance(named, _EnvValue) and named.text:
+            kafka[key] = _EnvValue(_read_secret_file(named.variable, named.text), named.variable)
+
+
 def _merge_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     endpoint = raw.setdefault("endpoint", {})
     for key, variable in (("api_key", "TD_API_KEY"), ("wp13n_token", "TD_WP13N_TOKEN")):
@@ -113,14 +198,7 @@ def _merge_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         value = env.get(variable)
         file_name = env.get(f"{variable}_FILE")
         if file_name:
-            try:
-                value = Path(file_name).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"{variable}_FILE",
-                    f"cannot read {file_name!r}: {exc.strerror}",
-                    "point it at a readable file holding the secret",
-                ) from None
+            value = _read_secret_file(f"{variable}_FILE", file_name)
         if value:
             endpoint[key] = Secret(value.strip())
         elif isinstance(endpoint.get(key), _EnvValue):

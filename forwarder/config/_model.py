@@ -58,10 +58,23 @@ class KafkaConfig:
     group_id: str = "forwarder"
     client_id: str = "forwarder"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = ""
+    sasl_mechanism: Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = ""
     sasl_username: str = ""
     sasl_password: Secret = field(default_factory=lambda: Secret(""))
+    # TLS: the CA bundle that signed the brokers' certificates (empty: the system's), and a
+    # client certificate and key for mutual TLS; the key's password only from the environment.
     ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_key_password: Secret = field(default_factory=lambda: Secret(""))
+    ssl_check_hostname: bool = True
+    # OAUTHBEARER: a token file (re-read when it changes, as a sidecar refreshes it), or an
+    # OIDC client-credentials token endpoint with a client id and a secret from the environment.
+    oauth_token_file: str = ""
+    oauth_token_url: str = ""
+    oauth_client_id: str = ""
+    oauth_client_secret: Secret = field(default_factory=lambda: Secret(""))
+    oauth_scope: str = ""
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     # Backpressure: a partition with this many records not yet done is paused.
     max_pending_per_partition: int = 5_000
@@ -79,6 +92,10 @@ class EndpointConfig:
     # Plain http to a non-loopback host sends the API key in clear: only for a sandbox on a
     # private network (docker-compose), never for the real endpoint.
     allow_plain_http: bool = False
+    # A private CA bundle (PEM) to trust instead of the system's, e.g. an egress proxy that
+    # re-signs TLS; and an explicit proxy URL (else HTTPS_PROXY / NO_PROXY are honoured).
+    ca_file: str = ""
+    proxy: str = ""
     api_key: Secret = field(default_factory=lambda: Secret(""))
     wp13n_token: Secret = field(default_factory=lambda: Secret(""))
 

@@ -10,6 +10,7 @@ import time
 from forwarder.localkafka import __doc__ as PACKAGE_DOC
 from forwarder.localkafka._cluster import KafkaCluster
 from forwarder.localkafka._jars import KAFKA_VERSION, ensure_kafka_jars
+from forwarder.localkafka._secured import LISTENERS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,11 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("fetch", help="download the Kafka jars into the cache")
     run = sub.add_parser("run", help="start a local cluster until Ctrl-C")
     run.add_argument("--nodes", type=int, default=1, choices=(1, 3))
+    run.add_argument(
+        "--secured", action="store_true", help="add TLS/SASL listeners (one node; see README)"
+    )
     args = parser.parse_args(argv)
     if args.command == "fetch":
         print(f"Kafka {KAFKA_VERSION} jars in {ensure_kafka_jars()}")
         return 0
-    cluster = KafkaCluster(nodes=args.nodes)
+    cluster = KafkaCluster(nodes=args.nodes, secured=args.secured)
     started = time.monotonic()
     cluster.start()
     print(
@@ -32,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(f"broker logs: {', '.join(map(str, cluster.log_files))}", flush=True)
+    if cluster.tls is not None:
+        for name in LISTENERS:
+            print(f"{name} listener: {cluster.listener(name)}", flush=True)
+        print(f"certificates (PEM): {cluster.tls.ca.parent}", flush=True)
     signals = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:

@@ -20,6 +20,13 @@ from pathlib import Path
 from types import TracebackType
 
 from forwarder.localkafka._jars import ensure_kafka_jars
+from forwarder.localkafka._secured import (
+    LISTENERS,
+    TlsFiles,
+    add_scram_arguments,
+    make_tls_files,
+    secured_properties,
+)
 
 # Broker output goes to a file per node, never to the caller's terminal.
 _LOG4J2 = """status = warn
@@ -65,6 +72,8 @@ class _Node:
     controller_port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = None
+    # Secured mode: listener name -> port (see _secured).
+    secured_ports: dict[str, int] | None = None
 
     @property
     def log_file(self) -> Path:
@@ -72,11 +81,23 @@ class _Node:
 
 
 class KafkaCluster:
-    """One (combined broker+controller) or three KRaft nodes on 127.0.0.1."""
+    """One (combined broker+controller) or three KRaft nodes on 127.0.0.1.
 
-    def __init__(self, nodes: int = 1, heap_mb: int = 512, workdir: Path | None = None) -> None:
+    ``secured=True`` (one node only) adds the TLS and SASL listeners of ``_secured`` beside the
+    PLAINTEXT one; ``listener(name)`` gives their addresses and ``tls`` the PEM files.
+    """
+
+    def __init__(
+        self,
+        nodes: int = 1,
+        heap_mb: int = 512,
+        workdir: Path | None = None,
+        secured: bool = False,
+    ) -> None:
         if nodes not in (1, 3):
             raise ValueError("nodes must be 1 or 3")
+        if secured and nodes != 1:
+            raise ValueError("the secured mode runs one node")
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="forwarder-kafka-"))
         self.heap_mb = heap_mb
@@ -84,7 +105,17 @@ class KafkaCluster:
             _Node(i + 1, free_port(), free_port(), self.workdir / f"node{i + 1}")
             for i in range(nodes)
         ]
+        if secured:
+            self.nodes[0].secured_ports = {name: free_port() for name in LISTENERS}
+        self.tls: TlsFiles | None = None
         self._libs: Path | None = None
+
+    def listener(self, name: str) -> str:
+        """``127.0.0.1:port`` of a secured listener (SCRAM, PLAIN, MTLS, OAUTH, WRONGHOST)."""
+        ports = self.nodes[0].secured_ports
+        if ports is None:
+            raise ValueError("the cluster was not started in secured mode")
+        return f"127.0.0.1:{ports[name]}"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -102,16 +133,24 @@ class KafkaCluster:
             if len(self.nodes) == 1
             else f"controller.quorum.voters={voters}"
         )
+        extra = {name: f"127.0.0.1:{port}" for name, port in (node.secured_ports or {}).items()}
+        advertised = ",".join(
+            f"{name}://{address}"
+            for name, address in {"PLAINTEXT": f"127.0.0.1:{node.port}", **extra}.items()
+        )
+        protocols = ",".join(f"{name}:{LISTENERS[name]}" for name in extra)
         return "\n".join(
             [
                 "process.roles=broker,controller",
                 f"node.id={node.node_id}",
                 quorum,
-                f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+                f"listeners={advertised},CONTROLLER://127.0.0.1:{node.controller_port}",
+                f"advertised.listeners={advertised}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+                + (f",{protocols}" if protocols else ""),
+                *(secured_properties(self.tls) if self.tls and node.secured_ports else []),
                 f"log.dirs={node.directory / 'data'}",
                 "num.partitions=1",
                 "auto.create.topics.enable=true",
@@ -149,6 +188,8 @@ class KafkaCluster:
 
     def _format(self) -> None:
         cluster_id = _cluster_id()
+        if self.nodes[0].secured_ports is not None:
+            self.tls = make_tls_files(self.workdir / "tls")
         for node in self.nodes:
             node.directory.mkdir(parents=True, exist_ok=True)
             (node.directory / "server.properties").write_text(self._properties(node))
@@ -156,6 +197,8 @@ class KafkaCluster:
                 _LOG4J2.format(log_file=node.log_file)
             )
             extra = ["--standalone"] if len(self.nodes) == 1 else []
+            if node.secured_ports is not None:
+                extra += add_scram_arguments()
             command = self._java(
                 "kafka.tools.StorageTool",
                 "format",

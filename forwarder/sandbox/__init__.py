@@ -6,6 +6,19 @@ duplicates by ``uuid``. See ``server.py`` for the control API.
 """
 
 from forwarder.sandbox.config import ErrorRule, Faults, SandboxConfig
-from forwarder.sandbox.server import RunningSandbox, serve, start_sandbox
+from forwarder.sandbox.server import (
+    RunningSandbox,
+    serve,
+    start_sandbox,
+    write_test_certificate,
+)
 
-__all__ = ["ErrorRule", "Faults", "RunningSandbox", "SandboxConfig", "serve", "start_sandbox"]
+__all__ = [
+    "ErrorRule",
+    "Faults",
+    "RunningSandbox",
+    "SandboxConfig",
+    "serve",
+    "start_sandbox",
+    "write_test_certificate",
+]

@@ -70,3 +70,6 @@ class SandboxConfig:
     burst: int = 200
     seed: int | None = None
     faults: Faults = field(default_factory=Faults)
+    # Serve HTTPS with this PEM certificate (chain) and key; empty: plain HTTP.
+    tls_cert: str = ""
+    tls_key: str = ""

@@ -28,9 +28,11 @@ import math
 import random
 import signal
 import socket
+import ssl
 import struct
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -222,11 +224,33 @@ async def start_sandbox(config: SandboxConfig) -> RunningSandbox:
         sandbox.app(), access_log=None, handler_cancellation=False, shutdown_timeout=1.0
     )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, backlog=1024)
+    tls = None
+    if config.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(config.tls_cert, config.tls_key or None)
+    site = web.TCPSite(runner, config.host, config.port, backlog=1024, ssl_context=tls)
     await site.start()
     port = runner.addresses[0][1] if runner.addresses else config.port
     host = f"[{config.host}]" if ":" in config.host else config.host
-    return RunningSandbox(sandbox, runner, f"http://{host}:{port}", port)
+    scheme = "https" if tls else "http"
+    return RunningSandbox(sandbox, runner, f"{scheme}://{host}:{port}", port)
+
+
+def write_test_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a certificate for 127.0.0.1 and localhost: (ca, cert, key) PEM files.
+
+    Needs ``trustme`` (the dev extra): a test certificate, never one to use in earnest.
+    """
+    import trustme
+
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA(organization_name="forwarder sandbox CA")
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    paths = (directory / "sandbox-ca.pem", directory / "sandbox.pem", directory / "sandbox.key")
+    ca.cert_pem.write_to_path(str(paths[0]))
+    paths[1].write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(paths[2]))
+    return paths
 
 
 def serve(config: SandboxConfig) -> None:

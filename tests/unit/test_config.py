@@ -59,6 +59,43 @@ def test_secret_files_are_read(tmp_path: Path) -> None:
         ("[endpoint]\napi_key = 'x'\n", {}, "endpoint.api_key", "TD_API_KEY"),
         ("[routes]\npage_view = 'nodot'\n", {}, "routes.page_view", "a-z"),
         ("[kafka]\nsecurity_protocol = 'SASL_SSL'\n", {}, "kafka.sasl_mechanism", "sasl_username"),
+        (
+            "[kafka]\nsasl_password = 'hunter2'\n",
+            {},
+            "kafka.sasl_password",
+            "FORWARDER_KAFKA__SASL_PASSWORD or FORWARDER_KAFKA__SASL_PASSWORD_FILE",
+        ),
+        ("[kafka]\nssl_key_password = 'k'\n", {}, "kafka.ssl_key_password", "_FILE"),
+        ("[kafka]\noauth_client_secret = 'c'\n", {}, "kafka.oauth_client_secret", "_FILE"),
+        (
+            "[kafka]\nsecurity_protocol = 'SASL_SSL'\nsasl_mechanism = 'OAUTHBEARER'\n",
+            {},
+            "kafka.oauth_token_file",
+            "oauth_token_url",
+        ),
+        (
+            "[kafka]\nsecurity_protocol = 'SASL_SSL'\nsasl_mechanism = 'OAUTHBEARER'\n"
+            "oauth_token_url = 'http://idp.example/token'\noauth_client_id = 'c'\n",
+            {"FORWARDER_KAFKA__OAUTH_CLIENT_SECRET": "s"},
+            "kafka.oauth_token_url",
+            "https",
+        ),
+        (
+            "[kafka]\nsecurity_protocol = 'SASL_SSL'\nsasl_mechanism = 'OAUTHBEARER'\n"
+            "oauth_token_url = 'https://idp.example/token'\n",
+            {},
+            "kafka.oauth_client_id",
+            "FORWARDER_KAFKA__OAUTH_CLIENT_SECRET",
+        ),
+        ("[kafka]\nssl_cafile = '/nonexistent.pem'\n", {}, "kafka.ssl_cafile", "SSL"),
+        (
+            "[kafka]\nsecurity_protocol = 'SSL'\nssl_certfile = '/nonexistent.pem'\n",
+            {},
+            "kafka.ssl_certfile",
+            "readable",
+        ),
+        ("[endpoint]\nca_file = '/nonexistent.pem'\n", {}, "endpoint.ca_file", "readable"),
+        ("[endpoint]\nproxy = 'proxy:3128'\n", {}, "endpoint.proxy", "http://"),
     ],
 )
 def test_bad_config_names_the_key_and_the_fix(
@@ -95,11 +132,42 @@ def test_plain_http_to_a_remote_host_needs_the_explicit_opt_in() -> None:
     assert opted_in.endpoint.base_url == "http://sandbox:8080"
 
 
+def test_kafka_secrets_come_from_the_environment_or_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "client-secret"
+    secret.write_text("from-a-file\n")
+    config = load_config(
+        None,
+        {
+            **SECRETS,
+            "FORWARDER_KAFKA__SASL_PASSWORD": "from-env",
+            "FORWARDER_KAFKA__SSL_KEY_PASSWORD": "key-pass",
+            "FORWARDER_KAFKA__OAUTH_CLIENT_SECRET_FILE": str(secret),
+        },
+    )
+    assert config.kafka.sasl_password.reveal() == "from-env"
+    assert config.kafka.ssl_key_password.reveal() == "key-pass"
+    assert config.kafka.oauth_client_secret.reveal() == "from-a-file"
+    with pytest.raises(ConfigError, match="FORWARDER_KAFKA__SASL_PASSWORD_FILE"):
+        load_config(None, {**SECRETS, "FORWARDER_KAFKA__SASL_PASSWORD_FILE": str(tmp_path / "x")})
+
+
 def test_redacted_view_hides_secrets() -> None:
-    config = load_config(None, {**SECRETS, "FORWARDER_KAFKA__SASL_PASSWORD": "hunter2hunter2"})
+    config = load_config(
+        None,
+        {
+            **SECRETS,
+            "FORWARDER_KAFKA__SASL_PASSWORD": "hunter2hunter2",
+            "FORWARDER_KAFKA__SSL_KEY_PASSWORD": "keypass",
+            "FORWARDER_KAFKA__OAUTH_CLIENT_SECRET": "clientsecret",
+        },
+    )
     shown = redacted(config)
     assert shown["endpoint"]["api_key"] == "***"
     assert shown["kafka"]["sasl_password"] == "***"
+    assert shown["kafka"]["ssl_key_password"] == "***"
+    assert shown["kafka"]["oauth_client_secret"] == "***"
+    assert "keypass" not in repr(config)
+    assert "clientsecret" not in repr(config)
     assert "abcdef0123456789" not in repr(config)
     assert "hunter2" not in repr(config)
     assert str(Secret("s3cret")) == "Secret('***')"
@@ -129,3 +197,22 @@ def test_policy_section_overrides_actions(tmp_path: Path) -> None:
 def test_bad_policy_rows_name_the_key(tmp_path: Path, line: str, fix: str) -> None:
     with pytest.raises(ConfigError, match=fix):
         load_config(_write(tmp_path, f"[policy]\n{line}\n"), SECRETS)
+
+
+@pytest.mark.parametrize(
+    ("env", "proxy"),
+    [
+        ({"HTTPS_PROXY": "http://egress:3128"}, "http://egress:3128"),
+        ({"https_proxy": "egress:3128"}, "http://egress:3128"),
+        ({"HTTPS_PROXY": "http://egress:3128", "NO_PROXY": ".treasuredata.com"}, ""),
+        ({"HTTPS_PROXY": "http://egress:3128", "no_proxy": "localhost,*"}, ""),
+        ({"HTTPS_PROXY": "http://egress:3128", "NO_PROXY": "data.com"}, "http://egress:3128"),
+        ({"HTTP_PROXY": "http://egress:3128"}, ""),  # the endpoint is https
+        (
+            {"HTTPS_PROXY": "http://egress:3128", "FORWARDER_ENDPOINT__PROXY": "http://mine:8080"},
+            "http://mine:8080",
+        ),
+    ],
+)
+def test_endpoint_proxy_follows_https_proxy_and_no_proxy(env: dict[str, str], proxy: str) -> None:
+    assert load_config(None, {**SECRETS, **env}).endpoint.proxy == proxy
