@@ -49,6 +49,7 @@ class Delivery:
         metrics: Metrics,
         on_done: Callable[[Sequence[RecordLike]], None],
         rng: random.Random | None = None,
+        on_accepted: Callable[[str, Sequence[Event]], None] | None = None,  # personalization
     ) -> None:
         self._sink = sink
         self._publisher = publisher
@@ -57,6 +58,7 @@ class Delivery:
         self._retry = retry
         self._metrics = metrics
         self._on_done = on_done
+        self._on_accepted = on_accepted
         self._rng = rng or random.Random()
         self._log = structlog.get_logger("forwarder.delivery")
         self.pause_cause: Decision | None = None
@@ -144,6 +146,8 @@ class Delivery:
             return
         self._metrics.forwarded.labels(destination).inc(len(events))
         self._on_done([event.record for event in events])
+        if self._on_accepted is not None:  # personalization: after the endpoint accepted them
+            self._on_accepted(destination, events)
 
     async def _park(
         self, destination: str, events: list[Event], decision: Decision, tries: int

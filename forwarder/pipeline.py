@@ -38,6 +38,7 @@ from forwarder.core.records import RecordLike
 from forwarder.core.topics import TopicMap
 from forwarder.delivery import Delivery
 from forwarder.metrics import Metrics
+from forwarder.personalization import Activation
 
 IDLE_FETCH_S = 0.1
 # How often log end offsets are asked for: a paused partition gets no fetch responses, so its
@@ -69,6 +70,7 @@ class Pipeline:
         )
         self._publisher = KafkaPublisher(config.kafka)
         self._sink = HttpSink(config.endpoint, config.limits, transport)
+        self.activation = Activation(config, self._publisher, self.metrics)
         self._delivery = Delivery(
             self._sink,
             self._publisher,
@@ -78,6 +80,7 @@ class Pipeline:
             self.metrics,
             self._records_done,
             random.Random(),
+            on_accepted=self.activation.offer,
         )
         self._queue: asyncio.Queue[Batch] = asyncio.Queue()
         self._senders: list[asyncio.Task[None]] = []
@@ -103,7 +106,7 @@ class Pipeline:
         cause = self._delivery.pause_cause
         if cause is not None:
             return False, f"paused: {describe(cause.status, cause.code)}"
-        return True, "ready"
+        return True, "ready" + self.activation.readiness_note()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -113,6 +116,7 @@ class Pipeline:
             await ensure_topics(self.config.kafka, self.topics.sources, self.topics.suffixes)
             await self._publisher.start()
             await self._source.start()
+            await self.activation.start()
         except BaseException:
             await self._publisher.stop()
             await self._source.stop()
@@ -138,6 +142,7 @@ class Pipeline:
             task.cancel()
         await asyncio.gather(*self._senders, return_exceptions=True)
         await self._source.stop()
+        await self.activation.stop()
         await self._publisher.stop()
         for task in list(self._side_tasks):
             task.cancel()

@@ -23,7 +23,12 @@ def load_registry(config: Config) -> SchemaRegistry:
 
 
 def secrets_of(config: Config) -> list[str]:
-    values = [config.endpoint.api_key, config.endpoint.wp13n_token, config.kafka.sasl_password]
+    values = [
+        config.endpoint.api_key,
+        config.endpoint.wp13n_token,
+        config.kafka.sasl_password,
+        config.personalization.api_key,
+    ]
     return [s.reveal() for s in values if s]
 
 
