@@ -70,3 +70,7 @@ class SandboxConfig:
     burst: int = 200
     seed: int | None = None
     faults: Faults = field(default_factory=Faults)
+    # The personalization service's limit (seed 004): 100/s, bursts of 200/s for 10 s; 0: none.
+    p13n_rate: float = 100.0
+    p13n_burst_rate: float = 200.0
+    p13n_burst_seconds: float = 10.0
