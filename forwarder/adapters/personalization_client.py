@@ -32,6 +32,21 @@ class CallResult:
     transport_error: str | None = None  # "timeout: ReadTimeout", "connection: ..."
 
 
+def transport_error(exc: BaseException) -> str:
+    """``timeout: <type>`` or ``connection: <type>``, from the root cause.
+
+    httpx-aiohttp maps every ``aiohttp.ClientConnectionError`` (a reset, a disconnect) to
+    ``httpx.ConnectTimeout``, so the exception it chained from decides, not the type it raised.
+    """
+    if isinstance(exc, TimeoutError):  # ours (asyncio.timeout), chained from a cancellation
+        return f"timeout: {type(exc).__name__}"
+    root = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+    timed_out = isinstance(root, TimeoutError) or (
+        root is exc and isinstance(exc, httpx.TimeoutException)
+    )
+    return f"{'timeout' if timed_out else 'connection'}: {type(root).__name__}"
+
+
 class PersonalizationClient:
     def __init__(self, service: PersonalizationService, api_key: Secret) -> None:
         pool = httpx.Limits(
@@ -60,15 +75,9 @@ class PersonalizationClient:
             async with asyncio.timeout(self._timeout_s):
                 response = await self._client.post(path, content=orjson.dumps(body))
                 content = await response.aread()
-        except (TimeoutError, httpx.TimeoutException, aiohttp.ServerTimeoutError) as exc:
+        except (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             return CallResult(
-                transport_error=f"timeout: {type(exc).__name__}",
-                elapsed_s=time.monotonic() - started,
-            )
-        except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
-            return CallResult(
-                transport_error=f"connection: {type(exc).__name__}",
-                elapsed_s=time.monotonic() - started,
+                transport_error=transport_error(exc), elapsed_s=time.monotonic() - started
             )
         return CallResult(
             status=response.status_code,

@@ -10,7 +10,7 @@ ingest side). The answer comes from ``Profiles``: what the sandbox ingested for 
 
 Control API: ``GET``/``PUT /_sandbox/personalization`` (``api_key``, ``services``, ``rate``,
 ``burst_rate``, ``burst_seconds``, ``faults``), ``GET /_sandbox/personalization/requests``
-(``times`` of arrival, ``statuses``, ``by_user``), ``POST /_sandbox/personalization/reset``.
+(``times`` of arrival, ``outcomes`` (the status of each), ``statuses``, ``by_user``), ``POST /_sandbox/personalization/reset``.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ class PersonalizationEmulator:
 
     def reset(self) -> None:
         self.times: list[float] = []
+        self.outcomes: list[str] = []  # the status answered to each request of ``times``
         self.statuses: Counter[str] = Counter()
         self.by_user: Counter[str] = Counter()
 
@@ -96,8 +97,19 @@ class PersonalizationEmulator:
         return _json({"error": {"message": message}}, status, headers)
 
     async def _serve(self, request: web.Request, *, test: bool) -> web.StreamResponse:
-        started = time.monotonic()
         self.times.append(time.time())
+        self.outcomes.append("pending")
+        index = len(self.outcomes) - 1
+        try:
+            response = await self._respond(request, test=test)
+        except BaseException:
+            self.outcomes[index] = "reset"
+            raise
+        self.outcomes[index] = str(response.status)
+        return response
+
+    async def _respond(self, request: web.Request, *, test: bool) -> web.StreamResponse:
+        started = time.monotonic()
         key = self.api_key if self.api_key is not None else self._default_key()
         if request.headers.get("Authorization", "") != f"TD1 {key}":
             return self._error(401, "Unauthorized: check the API key")
@@ -190,7 +202,12 @@ class PersonalizationEmulator:
 
     async def _requests(self, _request: web.Request) -> web.Response:
         return _json(
-            {"times": self.times, "statuses": dict(self.statuses), "by_user": dict(self.by_user)}
+            {
+                "times": self.times,
+                "outcomes": self.outcomes,
+                "statuses": dict(self.statuses),
+                "by_user": dict(self.by_user),
+            }
         )
 
     async def _reset(self, request: web.Request) -> web.Response:
