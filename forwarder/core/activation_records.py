@@ -48,23 +48,27 @@ def trigger_of(
 ) -> Trigger | None:
     """The trigger an accepted event makes; None when it carries no usable user id."""
     user = event.get(user_field)
-    if not isinstance(user, str | int) or isinstance(user, bool) or user == "":
+    if type(user) is not str:
+        if not isinstance(user, int) or isinstance(user, bool):
+            return None
+        user = str(user)
+    elif not user:
         return None
     fields = tuple(
-        (request_field, event[event_field])
+        (request_field, value)
         for request_field, event_field in context.items()
-        if event.get(event_field) is not None
+        if (value := event.get(event_field)) is not None
     )
     event_id = event.get("event_id")
     when = event.get("time")
     return Trigger(
-        user_id=str(user),
-        context=fields,
-        event_type=str(event.get("event_type", "")),
-        event_id=event_id if isinstance(event_id, str) else None,
-        uuid=uuid,
-        time=when if isinstance(when, int) and not isinstance(when, bool) else None,
-        accepted_at=accepted_at,
+        user,
+        fields,
+        str(event.get("event_type", "")),
+        event_id if type(event_id) is str else None,
+        uuid,
+        when if type(when) is int else None,
+        accepted_at,
     )
 
 

@@ -9,17 +9,18 @@ older than ``max_age_s`` when its turn comes is dropped, and a full queue drops 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 SUPERSEDED = "superseded"
 QUEUE_FULL = "queue_full"
 STALE = "stale"
 
 
-@dataclass(frozen=True, slots=True)
-class Trigger:
-    """One accepted trigger event, with what the request and the output record need."""
+class Trigger(NamedTuple):
+    """One accepted trigger event, with what the request and the output record need.
+
+    A named tuple: one is built per accepted trigger event, on the ingest path's thread.
+    """
 
     user_id: str
     context: tuple[tuple[str, Any], ...]  # (request field, value), in config order

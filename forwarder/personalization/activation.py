@@ -84,13 +84,16 @@ class Activation:
         if not runners:
             return
         now = time.monotonic()
+        loads = orjson.loads
         try:
             for event in events:
-                data = orjson.loads(event.body)
+                data = loads(event.body)
                 event_type = data.get("event_type")
                 for runner in runners:
                     if event_type in runner.triggers:
                         runner.offer(data, event.uuid, now)
+            for runner in runners:
+                runner.offered()
         except Exception:  # a bug here must never reach the ingest path
             self._metrics.p13n_errors.inc()
             self._log.exception("personalization_offer_failed", destination=destination)

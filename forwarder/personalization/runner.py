@@ -95,28 +95,42 @@ class ServiceRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: PersonalizationClient | None = None
         self._probing = False
+        self._user_field = service.user_field
+        self._context = service.context
+        self._dropped: dict[str, Any] = {}
+        self._batch_drops: dict[str, int] = {}
+        self._queue_gauge = metrics.p13n_queue.labels(self.name)
         metrics.p13n_misconfigured.labels(self.name).set(0)
 
     # ------------------------------------------------------------ feeding (synchronous)
 
     def offer(self, event: Mapping[str, Any], uuid: str, now: float) -> None:
         """Queue a trigger from an accepted event; never blocks, never calls out."""
-        trigger = trigger_of(event, self.service.user_field, self.service.context, uuid, now)
+        trigger = trigger_of(event, self._user_field, self._context, uuid, now)
         if trigger is None:
-            self._drop("no_user")
-            return
-        if self.health.misconfigured:
-            self._drop("misconfigured")
-            return
-        cause = self.queue.offer(trigger)
+            cause: str | None = "no_user"
+        elif self.health.misconfigured:
+            cause = "misconfigured"
+        else:
+            cause = self.queue.offer(trigger)
         if cause is not None:
-            self._drop(cause)
-        self._metrics.p13n_queue.labels(self.name).set(len(self.queue))
-        self._wake.set()
+            self._batch_drops[cause] = self._batch_drops.get(cause, 0) + 1
+
+    def offered(self) -> None:
+        """After a batch of offers: metrics and the workers' wake-up, once per batch."""
+        for cause, count in self._batch_drops.items():
+            self._drop(cause, count)
+        self._batch_drops.clear()
+        self._queue_gauge.set(len(self.queue))
+        if self.queue:
+            self._wake.set()
 
     def _drop(self, cause: str, count: int = 1) -> None:
         if count:
-            self._metrics.p13n_dropped.labels(self.name, cause).inc(count)
+            counter = self._dropped.get(cause)
+            if counter is None:  # bound children once: labels() costs a lock and a lookup
+                counter = self._dropped[cause] = self._metrics.p13n_dropped.labels(self.name, cause)
+            counter.inc(count)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -143,7 +157,7 @@ class ServiceRunner:
         while True:
             trigger, stale = self.queue.pop(time.monotonic())
             self._drop(STALE, stale)
-            self._metrics.p13n_queue.labels(self.name).set(len(self.queue))
+            self._queue_gauge.set(len(self.queue))
             if trigger is None:
                 self._wake.clear()
                 await self._wake.wait()
