@@ -288,5 +288,35 @@ def dlq_replay(
         _fail(exc)
 
 
+@app.command()
+def personalize(
+    service: Annotated[str, typer.Option("--service", help="A configured service's name.")],
+    user_id: Annotated[str, typer.Option("--user-id", help="The user to ask about.")],
+    config: ConfigOption = None,
+    context: Annotated[
+        list[str] | None, typer.Option("--context", help="key=value context field (repeatable).")
+    ] = None,
+    test: Annotated[
+        bool, typer.Option("--test", help="Use the service's /test endpoint (input_params).")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+) -> None:
+    """Ask a personalization service about one user; print its answer as a table (or JSON)."""
+    from forwarder.config import load_config
+    from forwarder.personalization.command import personalize as ask
+
+    try:
+        loaded = load_config(config, need_secrets=False)
+        result = ask(loaded, service, user_id, context or (), test=test, as_json=json)
+    except ForwarderError as exc:
+        _fail(exc)
+        return
+    if result.output:
+        typer.echo(result.output)
+    if result.error:
+        typer.secho(f"error: {result.error}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(result.exit_code)
+
+
 def main() -> None:
     app()
