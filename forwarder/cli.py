@@ -130,6 +130,11 @@ def sandbox(
     reset_rate: float = 0.0,
     receipts_fail_rate: float = 0.0,
     seed: int | None = None,
+    personalization_rate: Annotated[
+        float, typer.Option(help="Personalization requests/s (0: no limit).")
+    ] = 100.0,
+    personalization_burst_rate: float = 200.0,
+    personalization_burst_seconds: float = 10.0,
 ) -> None:
     """Run a local HTTP server that behaves like the destination (see the README)."""
     from forwarder.sandbox import ErrorRule, Faults, SandboxConfig, serve
@@ -162,6 +167,9 @@ def sandbox(
             burst=burst,
             seed=seed,
             faults=faults,
+            p13n_rate=personalization_rate,
+            p13n_burst_rate=personalization_burst_rate,
+            p13n_burst_seconds=personalization_burst_seconds,
         )
     )
 
