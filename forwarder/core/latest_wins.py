@@ -68,6 +68,10 @@ class LatestWinsQueue:
             return trigger, stale
         return None, stale
 
+    def discard(self, user_id: str) -> bool:
+        """Forget the user's pending trigger (a newer one was answered another way)."""
+        return self._pending.pop(user_id, None) is not None
+
     def clear(self) -> int:
         """Drop everything pending (the service is misconfigured); returns how many."""
         count = len(self._pending)

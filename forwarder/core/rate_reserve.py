@@ -3,8 +3,11 @@
 The personalization API allows 100 requests/s per service, and bursts to 200 requests/s for up
 to 10 s (design.md section 7). Two token buckets, and a request takes a token from both:
 
-- the *peak* bucket refills at ``peak`` per second and holds only ``peak * PEAK_SMOOTHING_S``
-  tokens, so requests never go out faster than the burst rate, even right after a quiet spell;
+- the *peak* bucket refills at ``peak`` per second and holds only ``peak * smoothing_s``
+  tokens (at least one), so requests never go out faster than the burst rate, even right after
+  a quiet spell. A client passes ``smoothing_s=0`` (requests evenly spaced) and the server
+  (the sandbox) keeps some slack: requests sent evenly arrive bunched (a new connection delays
+  the first ones), and a server as strict as its client would answer 429 to that jitter;
 - the *reserve* bucket refills at the sustained ``rate`` and holds ``(peak - rate) *
   burst_seconds`` tokens: spending at ``peak`` drains it at ``peak - rate`` per second, so a full
   reserve lasts exactly ``burst_seconds``; after that, the sustained rate is all there is.
@@ -20,13 +23,19 @@ PEAK_SMOOTHING_S = 0.05
 
 
 class ReserveLimiter:
-    def __init__(self, rate: float, peak: float, burst_seconds: float) -> None:
+    def __init__(
+        self,
+        rate: float,
+        peak: float,
+        burst_seconds: float,
+        smoothing_s: float = PEAK_SMOOTHING_S,
+    ) -> None:
         if rate <= 0 or peak < rate or burst_seconds < 0:
             raise ValueError("need rate > 0, peak >= rate and burst_seconds >= 0")
         self.rate = rate
         self.peak = peak
         self.burst_seconds = burst_seconds
-        self.peak_capacity = max(1.0, peak * PEAK_SMOOTHING_S)
+        self.peak_capacity = max(1.0, peak * smoothing_s)
         self.reserve_capacity = max(1.0, (peak - rate) * burst_seconds)
         self._peak_tokens = self.peak_capacity
         self._reserve_tokens = self.reserve_capacity

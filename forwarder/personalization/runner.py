@@ -1,8 +1,9 @@
 """One personalization service's activation: its queue, workers, cache, limiter and health.
 
-Workers take the next trigger (latest-wins per user), answer it from the cache, from an
-identical request in flight (single flight), or by calling the service under the two-level rate
-limit, and publish one record per trigger. Failures:
+A trigger whose answer is cached skips the queue (still latest-wins per user). Workers publish
+those first, then take the next queued trigger and answer it from the cache, from an identical
+request in flight (single flight), or by calling the service under the two-level rate limit:
+one record per trigger. Failures:
 
 - 429: nothing goes to this service before ``Retry-After`` (the limiter is blocked), then the
   trigger is tried again, as long as it is younger than ``max_age_s``;
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,7 +37,7 @@ from forwarder.core.activation_records import (
     trigger_of,
 )
 from forwarder.core.backoff import retry_delay_s
-from forwarder.core.latest_wins import STALE, LatestWinsQueue, Trigger
+from forwarder.core.latest_wins import QUEUE_FULL, STALE, SUPERSEDED, LatestWinsQueue, Trigger
 from forwarder.core.rate_reserve import ReserveLimiter
 from forwarder.core.service_health import Change, ServiceHealth
 from forwarder.core.ttl_cache import TtlLruCache
@@ -84,8 +86,9 @@ class ServiceRunner:
         self.cache: TtlLruCache[Key, Answer] = TtlLruCache(
             service.cache_ttl_s, service.cache_max_entries
         )
+        # Evenly spaced (no smoothing slack): the server's own limit absorbs arrival jitter.
         self.limiter = ReserveLimiter(
-            service.requests_per_second, service.burst_per_second, service.burst_seconds
+            service.requests_per_second, service.burst_per_second, service.burst_seconds, 0.0
         )
         self.health = health or ServiceHealth()
         self._sections = BoundedLabels(SECTION_LABELS)
@@ -99,6 +102,7 @@ class ServiceRunner:
         self._context = service.context
         self._dropped: dict[str, Any] = {}
         self._batch_drops: dict[str, int] = {}
+        self._ready: OrderedDict[str, tuple[Trigger, Answer]] = OrderedDict()
         self._queue_gauge = metrics.p13n_queue.labels(self.name)
         metrics.p13n_misconfigured.labels(self.name).set(0)
 
@@ -112,17 +116,36 @@ class ServiceRunner:
         elif self.health.misconfigured:
             cause = "misconfigured"
         else:
-            cause = self.queue.offer(trigger)
+            cached = self.cache.get(trigger.request_key, now)
+            cause = (
+                self.queue.offer(trigger) if cached is None else self._ready_offer(trigger, cached)
+            )
         if cause is not None:
             self._batch_drops[cause] = self._batch_drops.get(cause, 0) + 1
+
+    def _ready_offer(self, trigger: Trigger, answer: Answer) -> str | None:
+        """A trigger the cache answers: it skips the queue and the limiter, still latest-wins.
+
+        Looked up here rather than when its turn comes: under load the queue is long, and a
+        user's next turn would come after the cached answer expired.
+        """
+        user = trigger.user_id
+        superseded = self.queue.discard(user) or user in self._ready
+        self._ready[user] = (trigger, answer)
+        if superseded:
+            return SUPERSEDED
+        if len(self._ready) > self.service.queue_max_entries:
+            self._ready.popitem(last=False)
+            return QUEUE_FULL
+        return None
 
     def offered(self) -> None:
         """After a batch of offers: metrics and the workers' wake-up, once per batch."""
         for cause, count in self._batch_drops.items():
             self._drop(cause, count)
         self._batch_drops.clear()
-        self._queue_gauge.set(len(self.queue))
-        if self.queue:
+        self._queue_gauge.set(len(self.queue) + len(self._ready))
+        if self.queue or self._ready:
             self._wake.set()
 
     def _drop(self, cause: str, count: int = 1) -> None:
@@ -155,14 +178,19 @@ class ServiceRunner:
 
     async def _worker(self) -> None:
         while True:
-            trigger, stale = self.queue.pop(time.monotonic())
-            self._drop(STALE, stale)
-            self._queue_gauge.set(len(self.queue))
-            if trigger is None:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
             try:
+                if self._ready:
+                    _user, (ready, answer) = self._ready.popitem(last=False)
+                    self._metrics.p13n_cache.labels(self.name, "hit").inc()
+                    await self._publish(ready, answer, "cache", time.time(), 0.0, None)
+                    continue
+                trigger, stale = self.queue.pop(time.monotonic())
+                self._drop(STALE, stale)
+                self._queue_gauge.set(len(self.queue) + len(self._ready))
+                if trigger is None:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
                 await self._handle(trigger)
             except Exception:  # a bug: logged and counted; the next trigger goes on
                 self._metrics.p13n_errors.inc()

@@ -28,11 +28,12 @@ def _max_in_window(times: list[float], window: float) -> int:
     burst_seconds=st.integers(0, 5),
     gaps=st.lists(st.floats(0.0, 0.2, allow_nan=False), min_size=1, max_size=600),
     window=st.sampled_from([0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0]),
+    smoothing=st.sampled_from([0.0, 0.05, 0.2]),
 )
 def test_never_more_than_the_bound_in_any_window(
-    rate: int, extra: int, burst_seconds: int, gaps: list[float], window: float
+    rate: int, extra: int, burst_seconds: int, gaps: list[float], window: float, smoothing: float
 ) -> None:
-    limiter = ReserveLimiter(rate, rate + extra, burst_seconds)
+    limiter = ReserveLimiter(rate, rate + extra, burst_seconds, smoothing)
     attempts, now = [], 0.0
     for gap in gaps:
         now += gap
