@@ -15,8 +15,7 @@ from collections.abc import Sequence
 import orjson
 import structlog
 
-from forwarder.adapters.kafka_publisher import KafkaPublisher
-from forwarder.adapters.kafka_topics import ensure_named_topics
+from forwarder.adapters.kafka_publisher import KafkaPublisher, ensure_named_topics
 from forwarder.config import Config
 from forwarder.core.decode import Event
 from forwarder.core.service_health import ServiceHealth

@@ -194,7 +194,7 @@ class ServiceRunner:
                 await self._handle(trigger)
             except Exception:  # a bug: logged and counted; the next trigger goes on
                 self._metrics.p13n_errors.inc()
-                self._log.exception("personalization_trigger_failed", user_field_present=True)
+                self._log.exception("personalization_trigger_failed")
 
     async def _handle(self, trigger: Trigger) -> None:
         key = trigger.request_key

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from forwarder.core.rate_reserve import ReserveLimiter
+from forwarder.core.rate_reserve import ReserveLimiter, busiest_window
 from forwarder.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox
 
@@ -55,16 +55,6 @@ async def test_an_answer_reflects_the_views_ingested_before_it_and_the_section(
     assert bob_answer["section"] == "default"
 
 
-def _max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] > window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 async def test_a_burst_of_1000_triggers_from_50_users_stays_under_the_limit(
     kafka: str, topic: str, sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -104,7 +94,7 @@ async def test_a_burst_of_1000_triggers_from_50_users_stays_under_the_limit(
     limit = ReserveLimiter(rate, burst_rate, burst_seconds)
     for window in (0.25, 0.5, 1.0, 2.0):
         # 2 requests of slack: arrival times at the server jitter against the client's clock.
-        assert _max_in_window(seen["times"], window) <= limit.bound(window) + 2, window
+        assert busiest_window(seen["times"], window) <= limit.bound(window) + 2, window
     assert len(seen["times"]) < 200, "the cache, coalescing and latest-wins cut requests"
     assert hits + coalesced + superseded >= 800
     assert hits > 0

@@ -3,22 +3,13 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forwarder.core.rate_reserve import ReserveLimiter
+from forwarder.core.rate_reserve import ReserveLimiter, busiest_window
 
 EPS = 1e-6
 
 
 def _accepted(limiter: ReserveLimiter, attempts: list[float]) -> list[float]:
     return [t for t in attempts if limiter.try_take(t) == 0.0]
-
-
-def _max_in_window(times: list[float], window: float) -> int:
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] > window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 @settings(max_examples=200, deadline=None)
@@ -39,7 +30,7 @@ def test_never_more_than_the_bound_in_any_window(
         now += gap
         attempts.append(now)
     accepted = _accepted(limiter, attempts)
-    assert _max_in_window(accepted, window) <= limiter.bound(window) + EPS
+    assert busiest_window(accepted, window) <= limiter.bound(window) + EPS
 
 
 def test_the_seed_limits_allow_200_per_second_for_10_seconds_then_100() -> None:
@@ -68,3 +59,8 @@ def test_retry_after_blocks_then_resumes_at_the_sustained_rate() -> None:
     assert limiter.try_take(1.0) == 2.0
     assert limiter.try_take(3.0) > 0  # the reserve was emptied: no burst right after a 429
     assert limiter.try_take(3.1) == 0.0
+
+
+def test_busiest_window_counts_both_ends_of_a_window() -> None:
+    assert busiest_window([1.7, 0.0, 0.5, 1.0, 1.6], 1.0) == 3
+    assert busiest_window([], 1.0) == 0
