@@ -59,7 +59,12 @@ async def test_a_burst_of_1000_triggers_from_50_users_stays_under_the_limit(
     kafka: str, topic: str, sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
     rate, burst_rate, burst_seconds = 20.0, 40.0, 1.0
-    await control(sandbox.url, rate=rate, burst_rate=burst_rate, burst_seconds=burst_seconds)
+    await control(
+        sandbox.url,
+        rate=rate,
+        burst_rate=burst_rate,
+        burst_seconds=burst_seconds,
+    )
     config = p13n_config(
         kafka,
         topic,
@@ -85,6 +90,24 @@ async def test_a_burst_of_1000_triggers_from_50_users_stays_under_the_limit(
             return {a["user_id"] for a in await answers(kafka, topic)} == set(users)
 
         await wait_for(every_user_answered, 60, "an answer for every user")
+        # Single flight: a slow answer (0.5 s) is still in flight when the same request is due.
+        await control(sandbox.url, faults={"latency_ms": 500})
+        asked = len((await p13n_requests(sandbox.url))["times"])
+        first = event("page_view", "u00", device_type="tablet")
+        await send(kafka, topic, [first])
+
+        async def in_flight() -> bool:
+            return len((await p13n_requests(sandbox.url))["times"]) > asked
+
+        await wait_for(in_flight, 30, "the first tablet request at the service", every=0.02)
+        second = event("page_view", "u00", device_type="tablet")
+        await send(kafka, topic, [second])
+
+        async def both_answered() -> bool:
+            ids = {a["trigger"]["event_id"] for a in await answers(kafka, topic)}
+            return {first["event_id"], second["event_id"]} <= ids
+
+        await wait_for(both_answered, 30, "both tablet triggers answered")
         hits = sample(pipeline, "forwarder_personalization_cache_lookups_total", result="hit")
         coalesced = sample(pipeline, "forwarder_personalization_coalesced_total")
         superseded = sample(
@@ -98,6 +121,7 @@ async def test_a_burst_of_1000_triggers_from_50_users_stays_under_the_limit(
     assert len(seen["times"]) < 200, "the cache, coalescing and latest-wins cut requests"
     assert hits + coalesced + superseded >= 800
     assert hits > 0
+    assert coalesced > 0
     last: dict[str, dict[str, object]] = {}
     for answer in await answers(kafka, topic):
         last[answer["user_id"]] = answer
