@@ -57,8 +57,8 @@ def pad_to(event: dict[str, Any], size: int) -> bytes:
     return raw
 
 
-async def fill(bootstrap: str, topic: str, count: int, seed: int) -> None:
-    generator = TrafficGenerator(seed=seed, run_id=topic)
+async def fill(bootstrap: str, topic: str, count: int, seed: int, hot_users: float = 0.0) -> None:
+    generator = TrafficGenerator(seed=seed, run_id=topic, hot_users=hot_users)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=512 * 1024
     )
@@ -120,12 +120,13 @@ def forwarder_env(
 
 
 def start_forwarder(
-    env: dict[str, str], log: Path, decode_stub: bool = False
+    env: dict[str, str], log: Path, decode_stub: bool = False, config: Path | None = None
 ) -> subprocess.Popen[bytes]:
     entry = [str(ROOT / "bench" / "_decode_stub.py")] if decode_stub else ["-m", "forwarder"]
+    options = ["--config", str(config)] if config else []
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, *entry, "run"],
+            [sys.executable, *entry, "run", *options],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -156,6 +157,7 @@ async def forwarder_run(
     workdir: Path,
     replicas: int = 1,
     decode_stub: bool = False,
+    config: Path | None = None,
 ) -> dict[str, float]:
     """Forward the whole topic with ``replicas`` processes in one new group.
 
@@ -170,6 +172,7 @@ async def forwarder_run(
                 forwarder_env(bootstrap, topic, sandbox, group, free_port()),
                 workdir / "forwarder.log",
                 decode_stub,
+                config,
             )
             for _ in range(replicas)
         ]

@@ -141,6 +141,11 @@ def sandbox(
             "(needs the dev extra); point endpoint.ca_file at its sandbox-ca.pem."
         ),
     ] = None,
+    personalization_rate: Annotated[
+        float, typer.Option(help="Personalization requests/s (0: no limit).")
+    ] = 100.0,
+    personalization_burst_rate: float = 200.0,
+    personalization_burst_seconds: float = 10.0,
 ) -> None:
     """Run a local HTTP server that behaves like the destination (see the README)."""
     from forwarder.sandbox import ErrorRule, Faults, SandboxConfig, serve, write_test_certificate
@@ -178,6 +183,9 @@ def sandbox(
             burst=burst,
             seed=seed,
             faults=faults,
+            p13n_rate=personalization_rate,
+            p13n_burst_rate=personalization_burst_rate,
+            p13n_burst_seconds=personalization_burst_seconds,
         )
     )
 
@@ -302,6 +310,36 @@ def dlq_replay(
         raise typer.Exit(run_replay(loaded.kafka, options, json))
     except ForwarderError as exc:
         _fail(exc)
+
+
+@app.command()
+def personalize(
+    service: Annotated[str, typer.Option("--service", help="A configured service's name.")],
+    user_id: Annotated[str, typer.Option("--user-id", help="The user to ask about.")],
+    config: ConfigOption = None,
+    context: Annotated[
+        list[str] | None, typer.Option("--context", help="key=value context field (repeatable).")
+    ] = None,
+    test: Annotated[
+        bool, typer.Option("--test", help="Use the service's /test endpoint (input_params).")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+) -> None:
+    """Ask a personalization service about one user; print its answer as a table (or JSON)."""
+    from forwarder.config import load_config
+    from forwarder.personalization.command import personalize as ask
+
+    try:
+        loaded = load_config(config, need_secrets=False)
+        result = ask(loaded, service, user_id, context or (), test=test, as_json=json)
+    except ForwarderError as exc:
+        _fail(exc)
+        return
+    if result.output:
+        typer.echo(result.output)
+    if result.error:
+        typer.secho(f"error: {result.error}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(result.exit_code)
 
 
 def main() -> None:

@@ -75,6 +75,7 @@ class Delivery:
         probe_events: int = 10,
         rng: random.Random | None = None,
         wall_clock: Callable[[], float] = time.time,
+        on_accepted: Callable[[str, Sequence[Event]], None] | None = None,  # personalization
     ) -> None:
         self._sink = sink
         self._publisher = publisher
@@ -86,6 +87,7 @@ class Delivery:
         self._metrics = metrics
         self._on_done = on_done
         self._probe_events = max(1, probe_events)
+        self._on_accepted = on_accepted
         self._rng = rng or random.Random()
         self._wall = wall_clock
         self._log = structlog.get_logger("forwarder.delivery")
@@ -224,6 +226,8 @@ class Delivery:
             return
         self._metrics.forwarded.labels(destination).inc(len(events))
         self._on_done([event.record for event in events])
+        if self._on_accepted is not None:  # personalization: after the endpoint accepted them
+            self._on_accepted(destination, events)
 
     # ----------------------------------------------------------------- parking and dead letters
 

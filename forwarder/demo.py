@@ -3,7 +3,10 @@
 Starts a local Apache Kafka broker and the destination sandbox (with a few injected 500s so
 retries show), produces realistic clickstream traffic with a few percent of bad events of every
 kind, runs the forwarder with a live display, and ends with a summary: delivered, retried and
-dead-lettered by reason. Exit status 0 when every event is accounted for.
+dead-lettered by reason. Personalization activation is on (``product_view`` and
+``add_to_cart`` trigger the sandbox's emulated service, 1 % of the users make half of the
+traffic): the summary shows the answers published, the cache hit ratio, the fallbacks and two
+example answers. Exit status 0 when every event is accounted for.
 """
 
 from __future__ import annotations
@@ -19,6 +22,14 @@ from rich.live import Live
 from rich.table import Table
 
 from forwarder.config import load_config
+from forwarder.demo_personalization import (
+    drain as drain_personalization,
+)
+from forwarder.demo_personalization import (
+    inject_personalization_faults,
+    personalization_summary,
+    personalization_toml,
+)
 from forwarder.localkafka import KafkaCluster, create_topic
 from forwarder.logs import configure_logging
 from forwarder.pipeline import Pipeline
@@ -58,6 +69,10 @@ def _table(produced: int, target: int, pipeline: Pipeline, delivered: int, start
         if count:
             table.add_row(f"dead-lettered: {reason}", f"{count:,.0f}")
     table.add_row("throughput", f"{delivered / elapsed:,.0f} events/s")
+    table.add_row(
+        "personalization answers published",
+        f"{total(registry, 'forwarder_personalization_records_published_total'):,.0f}",
+    )
     return table
 
 
@@ -84,10 +99,13 @@ async def _demo(events: int, bad_ratio: float, console: Console, workdir: Path) 
             "FORWARDER_BATCH__LINGER_MS": "100",
             "FORWARDER_LIMITS__REQUESTS_PER_SECOND": "0",
         }
-        config = load_config(None, env)
+        config_file = workdir / "forwarder.toml"
+        config_file.write_text(personalization_toml(sandbox.url))
+        await inject_personalization_faults(sandbox)
+        config = load_config(config_file, env)
         pipeline = Pipeline(config, load_registry(config))
         generator = TrafficGenerator(
-            seed=42, bad_ratio=bad_ratio, run_id=f"demo-{int(time.time())}"
+            seed=42, bad_ratio=bad_ratio, run_id=f"demo-{int(time.time())}", hot_users=0.01
         )
         producing = asyncio.create_task(
             produce(cluster.bootstrap_servers, TOPIC, generator, events, rate=20_000)
@@ -108,6 +126,7 @@ async def _demo(events: int, bad_ratio: float, console: Console, workdir: Path) 
                 if running.done() or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.25)
+        await drain_personalization(registry, total)
         pipeline.stop()
         await running
         await producing
@@ -121,6 +140,9 @@ async def _demo(events: int, bad_ratio: float, console: Console, workdir: Path) 
         console.print(
             f"{verdict}: {delivered:,} delivered, {dead:,} dead-lettered ({bad:,} bad events produced)"
         )
+        for line in await personalization_summary(cluster.bootstrap_servers, registry, total):
+            console.print(line)
+        console.print(f"  service answers: {dict(sandbox.sandbox.personalization.statuses)}")
         console.print(
             f"the local Kafka stops with the demo; against your own cluster, "
             f"`forwarder dlq stats` shows what is in {TOPIC}.dlq. Logs: {workdir / 'forwarder.log'}"

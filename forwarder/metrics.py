@@ -110,3 +110,70 @@ class Metrics:
             ["task"],
             registry=r,
         )
+        # Personalization activation (design.md section 7); ``service`` is a configured name.
+        self.p13n_requests = Counter(
+            "forwarder_personalization_requests",
+            "Requests to a personalization service by outcome (status, timeout or transport)",
+            ["service", "status"],
+            registry=r,
+        )
+        self.p13n_request_seconds = Histogram(
+            "forwarder_personalization_request_duration_seconds",
+            "Personalization request duration",
+            ["service"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.p13n_cache = Counter(
+            "forwarder_personalization_cache_lookups",
+            "Answer cache lookups by result (hit, miss)",
+            ["service", "result"],
+            registry=r,
+        )
+        self.p13n_coalesced = Counter(
+            "forwarder_personalization_coalesced",
+            "Triggers answered by joining an identical request in flight",
+            ["service"],
+            registry=r,
+        )
+        self.p13n_dropped = Counter(
+            "forwarder_personalization_triggers_dropped",
+            "Triggers dropped without an answer, by cause",
+            ["service", "cause"],
+            registry=r,
+        )
+        self.p13n_fallbacks = Counter(
+            "forwarder_personalization_fallbacks",
+            "Fallback records published after the service failed",
+            ["service"],
+            registry=r,
+        )
+        self.p13n_published = Counter(
+            "forwarder_personalization_records_published",
+            "Records published to a service's output topic, by source",
+            ["service", "source"],
+            registry=r,
+        )
+        self.p13n_sections = Counter(
+            "forwarder_personalization_sections",
+            "Answers by section (the first 20 names seen per service, then other)",
+            ["service", "section"],
+            registry=r,
+        )
+        self.p13n_misconfigured = Gauge(
+            "forwarder_personalization_misconfigured",
+            "1 while a service answers 401 or 404: not called, probed with backoff",
+            ["service"],
+            registry=r,
+        )
+        self.p13n_queue = Gauge(
+            "forwarder_personalization_queue_triggers",
+            "Triggers pending for a service",
+            ["service"],
+            registry=r,
+        )
+        self.p13n_errors = Counter(
+            "forwarder_personalization_internal_errors",
+            "Bugs caught in the activation path (logged); ingestion is unaffected",
+            registry=r,
+        )

@@ -49,6 +49,7 @@ from forwarder.core.topics import TopicMap
 from forwarder.delivery import Delivery
 from forwarder.limiter import Limiter
 from forwarder.metrics import Metrics
+from forwarder.personalization import Activation
 from forwarder.ports import Publisher, Sink, Source
 
 IDLE_FETCH_S = 0.1
@@ -116,6 +117,7 @@ class Pipeline:
             config.limits.max_in_flight,
         )
         bucket = TokenBucket(config.limits.requests_per_second, config.limits.burst)
+        self.activation = Activation(config, self._publisher, self.metrics)
         self._delivery = Delivery(
             self._sink,
             self._publisher,
@@ -129,6 +131,7 @@ class Pipeline:
             probe_events=h.probe_events,
             rng=rng or random.Random(),
             wall_clock=wall_clock,
+            on_accepted=self.activation.offer,
         )
         self._queue: asyncio.Queue[Batch] = asyncio.Queue()
         self._senders: list[asyncio.Task[None]] = []
@@ -163,7 +166,7 @@ class Pipeline:
         unwritable = self._unwritable_topics()
         if unwritable:
             return False, "cannot write " + "; ".join(unwritable)
-        return True, "ready"
+        return True, "ready" + self.activation.readiness_note()
 
     def _unwritable_topics(self) -> list[str]:
         """Retry or dead-letter topics that refuse writes, or have failed them for too long."""
@@ -187,6 +190,7 @@ class Pipeline:
             await self._prepare()
             await self._publisher.start()
             await self._source.start(self.topics.consumed, self._on_revoked, self._on_assigned)
+            await self.activation.start()
         except BaseException:
             await self._publisher.stop()
             await self._source.stop()
@@ -212,6 +216,7 @@ class Pipeline:
             task.cancel()
         await asyncio.gather(*self._senders, return_exceptions=True)
         await self._source.stop()
+        await self.activation.stop()
         await self._publisher.stop()
         for task in list(self._side_tasks):
             task.cancel()

@@ -30,6 +30,7 @@ def secrets_of(config: Config) -> list[str]:
         k.sasl_password,
         k.ssl_key_password,
         k.oauth_client_secret,
+        config.personalization.api_key,
     ]
     return [s.reveal() for s in values if s]
 

@@ -27,6 +27,7 @@ EVENT_TYPES = (
 )
 # Rough shape of a storefront's traffic: mostly page and product views.
 WEIGHTS = (45, 25, 10, 3, 4, 10, 3)
+USERS = 100_000
 BAD_KINDS = ("invalid_json", "not_an_object", "schema_violation", "unknown_event_type", "too_large")
 DEVICES = ("desktop", "mobile", "tablet")
 AGENTS = (
@@ -53,9 +54,14 @@ class Generated:
 
 
 class TrafficGenerator:
-    def __init__(self, seed: int = 0, bad_ratio: float = 0.0, run_id: str = "run") -> None:
+    def __init__(
+        self, seed: int = 0, bad_ratio: float = 0.0, run_id: str = "run", hot_users: float = 0.0
+    ) -> None:
         self._rng = random.Random(seed)
         self.bad_ratio = bad_ratio
+        # hot_users > 0: that share of the users (the lowest ids) makes half of the events, as
+        # a storefront's regulars do; 0 draws every user alike (and no extra random numbers).
+        self.hot_users = hot_users
         self.run_id = run_id
         self._count = 0
         self.produced = 0
@@ -85,7 +91,7 @@ class TrafficGenerator:
         rng = self._rng
         now = time.time() if now is None else now
         event_type = rng.choices(EVENT_TYPES, WEIGHTS)[0]
-        event = self._common(event_type, rng.randrange(1, 100_000), now)
+        event = self._common(event_type, self._user(), now)
         product = f"sku-{rng.randrange(1, 20_000):05d}"
         price = round(rng.uniform(2, 400), 2)
         if event_type in ("product_view", "add_to_cart", "remove_from_cart"):
@@ -115,6 +121,11 @@ class TrafficGenerator:
         else:
             event["title"] = "Shop"
         return event
+
+    def _user(self) -> int:
+        if self.hot_users and self._rng.random() < 0.5:
+            return self._rng.randrange(1, max(2, int(USERS * self.hot_users)))
+        return self._rng.randrange(1, USERS)
 
     def bad(self, kind: str, now: float | None = None) -> bytes:
         event = self.valid(now)

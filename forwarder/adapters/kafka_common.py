@@ -6,8 +6,13 @@ its key, before any client exists.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from forwarder.adapters.kafka_oauth import token_provider
 from forwarder.config import KafkaConfig
@@ -62,3 +67,21 @@ def connection_kwargs(config: KafkaConfig) -> dict[str, Any]:
             kwargs["sasl_plain_username"] = config.sasl_username
             kwargs["sasl_plain_password"] = config.sasl_password.reveal()
     return kwargs
+
+
+@contextlib.asynccontextmanager
+async def open_admin(config: KafkaConfig) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client, closed after; a one-line error naming the key when it cannot start."""
+    # Imported here: kafka_diagnose builds its test connection from this module.
+    from forwarder.adapters.kafka_diagnose import startup_error
+
+    admin = AIOKafkaAdminClient(**connection_kwargs(config))
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        await admin.close()
+        raise await startup_error(config, exc) from None
+    try:
+        yield admin
+    finally:
+        await admin.close()

@@ -14,8 +14,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from forwarder.adapters.kafka_common import connection_kwargs
-from forwarder.adapters.kafka_diagnose import startup_error
+from forwarder.adapters.kafka_common import connection_kwargs, open_admin
 from forwarder.config import KafkaConfig
 from forwarder.errors import FatalError
 from forwarder.ports import ACKNOWLEDGED, PublishResult
@@ -67,13 +66,7 @@ async def ensure_topics(
     Returns the names created. Raises ``FatalError`` with the broker's reason when it forbids
     creating them (an operator then creates them by hand).
     """
-    admin = AIOKafkaAdminClient(**connection_kwargs(config))
-    try:
-        await admin.start()
-    except KafkaError as exc:
-        await admin.close()
-        raise await startup_error(config, exc) from None
-    try:
+    async with open_admin(config) as admin:
         existing = set(await admin.list_topics())
         missing = [s for s in sources if s not in existing]
         if missing:
@@ -111,8 +104,27 @@ async def ensure_topics(
                     f"cannot create topic {name}: Kafka error code {code}; create it by hand or grant CREATE"
                 )
         return [t.name for t in new]
-    finally:
-        await admin.close()
+
+
+async def ensure_named_topics(config: KafkaConfig, names: Sequence[str], like: str) -> list[str]:
+    """Create the missing ``names`` (personalization output topics) with ``like``'s partitions."""
+    async with open_admin(config) as admin:
+        missing = [n for n in names if n not in set(await admin.list_topics())]
+        if not missing:
+            return []
+        described = await admin.describe_topics([like])
+        partitions = max(1, len(described[0]["partitions"])) if described else 1
+        replication = _replication(len(await _brokers(admin)))
+        try:
+            await admin.create_topics([NewTopic(n, partitions, replication) for n in missing])
+        except TopicAlreadyExistsError:
+            return []
+        except KafkaError as exc:
+            raise FatalError(
+                f"cannot create topics {', '.join(missing)}: {type(exc).__name__}; "
+                "create them by hand or grant CREATE on the cluster"
+            ) from None
+        return missing
 
 
 async def _brokers(admin: AIOKafkaAdminClient) -> list[object]:

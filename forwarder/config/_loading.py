@@ -37,6 +37,10 @@ from forwarder.config._model import (
     Secret,
     is_destination,
 )
+from forwarder.config._personalization import (
+    build_personalization,
+    merge_personalization_secret,
+)
 from forwarder.errors import ConfigError
 
 ENV_PREFIX = "FORWARDER_"
@@ -51,7 +55,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "schemas": SchemasConfig,
     "ops": OpsConfig,
 }
-_FREE_SECTIONS = ("routes", "policy")
+_FREE_SECTIONS = ("routes", "policy", "personalization")
 _POLICY_KEY = re.compile(r"^(transport|[1-5][0-9]{2}(:[0-9]{1,6})?)$")
 # Secrets come from their own variables, never from the TOML file: the endpoint's from
 # TD_API_KEY / TD_WP13N_TOKEN, Kafka's from FORWARDER_KAFKA__<KEY> or FORWARDER_KAFKA__<KEY>_FILE.
@@ -83,6 +87,7 @@ def load_config(
     _merge_env(raw, env)
     _merge_secrets(raw, env)
     _merge_kafka_secret_files(raw)
+    merge_personalization_secret(raw, read_secret(env, "TD_PERSONALIZATION_API_KEY"))
     return _with_env_proxy(_build(raw, need_secrets), env)
 
 
@@ -195,14 +200,27 @@ def _merge_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> None:
                 "secrets are not read from the config file",
                 f"set {variable} or {variable}_FILE instead",
             )
-        value = env.get(variable)
-        file_name = env.get(f"{variable}_FILE")
-        if file_name:
-            value = _read_secret_file(f"{variable}_FILE", file_name)
+        value = read_secret(env, variable)
         if value:
             endpoint[key] = Secret(value.strip())
         elif isinstance(endpoint.get(key), _EnvValue):
             endpoint[key] = Secret(endpoint[key].text)
+
+
+def read_secret(env: Mapping[str, str], variable: str) -> str | None:
+    """``variable`` from the environment, or the content of the file ``variable_FILE`` names."""
+    value = env.get(variable)
+    file_name = env.get(f"{variable}_FILE")
+    if file_name:
+        try:
+            value = Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{variable}_FILE",
+                f"cannot read {file_name!r}: {exc.strerror}",
+                "point it at a readable file holding the secret",
+            ) from None
+    return value
 
 
 def _build(raw: dict[str, Any], need_secrets: bool = True) -> Config:
@@ -219,6 +237,9 @@ def _build(raw: dict[str, Any], need_secrets: bool = True) -> Config:
         built[section] = _build_section(section, cls, table)
     built["routes"] = _build_routes(raw.get("routes", {}))
     built["policy"] = _build_policy(raw.get("policy", {}))
+    built["personalization"] = build_personalization(
+        raw.get("personalization", {}), built["kafka"], built["endpoint"], need_secrets, _coerce
+    )
     config = Config(**built)
     check(config, need_secrets)
     return config

@@ -158,6 +158,51 @@ class OpsConfig:
     log_format: Literal["auto", "json", "console"] = "auto"
 
 
+PERSONALIZATION_REGIONS = ("us01", "jp01", "eu01")
+
+
+@dataclass(frozen=True)
+class PersonalizationService:
+    """One ``[[personalization.services]]`` entry (design.md section 7); see the README table."""
+
+    name: str
+    parent_segment_id: str
+    topic: str  # resolved: the default is ``<first source topic>.personalization.<name>``
+    triggers: tuple[str, ...]
+    region: str = "us01"
+    url: str = ""
+    user_field: str = "user_id"
+    # request field -> event field
+    context: Mapping[str, str] = field(default_factory=dict)
+    cache_ttl_s: float = 60.0
+    cache_max_entries: int = 10_000
+    requests_per_second: float = 100.0
+    burst_per_second: float = 200.0
+    burst_seconds: float = 10.0
+    max_in_flight: int = 8
+    timeout_s: float = 2.0
+    max_age_s: float = 30.0
+    queue_max_entries: int = 10_000
+    fallback_outputs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        if self.url:
+            return self.url.rstrip("/")
+        return f"https://{self.region}.cdp.treasuredata.com"
+
+    @property
+    def path(self) -> str:
+        return f"/audiences/{self.parent_segment_id}/personalization/{self.name}"
+
+
+@dataclass(frozen=True)
+class PersonalizationConfig:
+    services: tuple[PersonalizationService, ...] = ()
+    # TD_PERSONALIZATION_API_KEY, else the ingest key TD_API_KEY (resolved at load time).
+    api_key: Secret = field(default_factory=lambda: Secret(""))
+
+
 @dataclass(frozen=True)
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
@@ -171,6 +216,7 @@ class Config:
     ops: OpsConfig = field(default_factory=OpsConfig)
     # "status" or "status:code" -> action name; see forwarder.core.classify.
     policy: Mapping[str, str] = field(default_factory=dict)
+    personalization: PersonalizationConfig = field(default_factory=PersonalizationConfig)
 
     def destination_for(self, event_type: str) -> str:
         """``database.table`` for an event type: its route, else the default database."""

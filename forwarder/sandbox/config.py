@@ -73,3 +73,7 @@ class SandboxConfig:
     # Serve HTTPS with this PEM certificate (chain) and key; empty: plain HTTP.
     tls_cert: str = ""
     tls_key: str = ""
+    # The personalization service's limit (seed 004): 100/s, bursts of 200/s for 10 s; 0: none.
+    p13n_rate: float = 100.0
+    p13n_burst_rate: float = 200.0
+    p13n_burst_seconds: float = 10.0

@@ -18,6 +18,9 @@ Control API (JSON):
 - ``GET``/``PUT /_sandbox/auth``: ``{"api_key": ..., "tokens": [...]}``;
 - ``GET``/``PUT /_sandbox/limits``: ``{"rate": ..., "burst": ...}`` (rate 0: no limit);
 - ``POST /_sandbox/reset``: forget what was recorded; ``{"faults": true}`` clears faults too.
+
+The personalization service of seed 004 is emulated on the same server, answering from what
+was ingested: see ``personalization.py`` and ``profiles.py``.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from forwarder.core.token_bucket import TokenBucket
 from forwarder.sandbox import contract
 from forwarder.sandbox.config import Faults, SandboxConfig
 from forwarder.sandbox.faults import decide, receipt_failures
+from forwarder.sandbox.personalization import PersonalizationEmulator
 from forwarder.sandbox.recorder import Recorder
 
 JSON = "application/json"
@@ -61,6 +65,15 @@ class Sandbox:
         self.recorder = Recorder()
         self.rng = random.Random(config.seed)
         self.stopping = asyncio.Event()
+        self.personalization = PersonalizationEmulator(
+            lambda: self.api_key,
+            self.rng,
+            self.stopping,
+            self._reset_connection,
+            config.p13n_rate,
+            config.p13n_burst_rate,
+            config.p13n_burst_seconds,
+        )
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=contract.MAX_BODY_BYTES + 1024 * 1024)
@@ -72,6 +85,7 @@ class Sandbox:
         app.router.add_route("*", "/_sandbox/auth", self._auth)
         app.router.add_route("*", "/_sandbox/limits", self._limits)
         app.router.add_post("/_sandbox/reset", self._reset)
+        self.personalization.add_routes(app)
         app.router.add_post("/{database}/{table}", self._ingest)
         return app
 
@@ -131,15 +145,16 @@ class Sandbox:
         destination = f"{database}.{table}"
         if faults.receipts_fail_rate:
             failed = receipt_failures(len(events), faults.receipts_fail_rate, self.rng)
-            self.recorder.accept(
-                destination, [e for e, bad in zip(events, failed, strict=True) if not bad]
-            )
+            accepted = [e for e, bad in zip(events, failed, strict=True) if not bad]
+            self.recorder.accept(destination, accepted)
+            self.personalization.profiles.add(accepted)
             receipts = [
                 {"success": False, "code": faults.receipts_code} if bad else {"success": True}
                 for bad in failed
             ]
             return _json({"receipts": receipts}, status=206)
         self.recorder.accept(destination, events)
+        self.personalization.profiles.add(events)
         return web.Response(status=204)
 
     def _reset_connection(self, request: web.Request) -> web.StreamResponse:
@@ -201,6 +216,7 @@ class Sandbox:
     async def _reset(self, request: web.Request) -> web.Response:
         data = await self._body(request)
         self.recorder.reset()
+        self.personalization.reset()
         if data.get("faults"):
             self.faults = Faults()
         return _json({"reset": True})

@@ -599,6 +599,11 @@ def test_prometheus_rule_alerts_are_complete_and_well_formed() -> None:
         ("ForwarderLagAgeHigh", "forwarder_oldest_uncommitted_record_age_seconds"),
         ("ForwarderRetryRateHigh", "forwarder_events_retried_total"),
         ("ForwarderDown", "up"),
+        ("ForwarderPersonalizationMisconfigured", "forwarder_personalization_misconfigured"),
+        (
+            "ForwarderPersonalizationFallbackRateHigh",
+            "forwarder_personalization_fallbacks_total",
+        ),
     ],
 )
 def test_alert_exists_and_watches_its_metric(alert: str, metric: str) -> None:
