@@ -104,6 +104,22 @@ class Metrics:
             ["topic", "error"],
             registry=r,
         )
+        self.kafka_errors = Counter(
+            "forwarder_kafka_errors",
+            "Failed consumer calls (fetch, commit, end_offsets) by the client's error class",
+            ["operation", "error"],
+            registry=r,
+        )
+        self.pending_bytes = Gauge(
+            "forwarder_pending_bytes",
+            "Bytes held by records read but not yet done (bounded by kafka.max_pending_bytes)",
+            registry=r,
+        )
+        self.revoked_dropped = Counter(
+            "forwarder_revoked_events_dropped",
+            "Events of revoked partitions dropped unsent once the revoke drain budget was spent",
+            registry=r,
+        )
         self.internal_errors = Counter(
             "forwarder_internal_errors",
             "Unexpected exceptions (bugs) caught in a task; each is logged with its traceback",

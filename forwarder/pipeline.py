@@ -6,8 +6,12 @@
       commit <------------ OffsetTracker <----- on_done(records) -- publisher / endpoint
 
 One loop fetches records, decodes them, feeds the batcher, closes lingering batches, pauses
-partitions with too many records pending (and resumes them), holds retry-tier partitions until
-their head record is due (``forwarder.core.tiers``), and commits periodically.
+partitions with too many records pending or every partition while the pending records hold
+``kafka.max_pending_bytes`` (and resumes them), and holds retry-tier partitions until their head
+record is due (``forwarder.core.tiers``). It never waits on Kafka: the fetch runs as a task the
+loop waits on for at most ``TICK_S`` (aiokafka's ``getmany`` can outlast its timeout during a
+rebalance), and commits run in a task of their own (``forwarder.committer``), so linger
+deadlines and a stop are handled on time whatever the brokers do.
 ``max_in_flight`` sender tasks take closed batches from a queue. Offsets are committed only up
 to the first record not yet done. While the endpoint is down or paused, or a retry or
 dead-letter topic cannot be written at all, every partition is paused: batches already read
@@ -17,7 +21,10 @@ The adapters (``Source``, ``Sink``, ``Publisher`` of ``forwarder.ports``) are th
 and HTTP ones unless given: the tests pass in-memory fakes. Time is the event loop's.
 
 Stopping (``stop()``, SIGTERM) and rebalances drain the same way: stop fetching, close open
-batches, wait (bounded by ``ops.shutdown_timeout_s``) for the records in flight, commit.
+batches, wait for the records in flight, commit. A stop is bounded as a whole by
+``ops.shutdown_timeout_s`` (drain, final commit, leaving the group); the drain of revoked
+partitions by ``kafka.revoke_drain_ms``, which start-up checks fits with the commit inside the
+group's rebalance timeout; past it, their queued events are dropped (the new owner reads them).
 """
 
 from __future__ import annotations
@@ -25,56 +32,44 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import structlog
 from aiokafka import TopicPartition
 
-from forwarder.adapters.http_sink import HttpSink, Transport
-from forwarder.adapters.kafka_publisher import KafkaPublisher, ensure_topics
-from forwarder.adapters.kafka_source import KafkaSource
-from forwarder.config import Config
-from forwarder.core.batcher import Batch, Batcher
+from forwarder.adapters.bundle import Adapters
+from forwarder.adapters.http_sink import Transport
+from forwarder.committer import Committer
+from forwarder.config import REVOKE_COMMIT_MS, Config
+from forwarder.core.batcher import Batcher
 from forwarder.core.classify import Policy
 from forwarder.core.decode import Decoder, Event, Validator
 from forwarder.core.headers import Failure, attempts_of
 from forwarder.core.health import EndpointHealth, HealthSettings, State
-from forwarder.core.offsets import OffsetTracker
+from forwarder.core.offsets import OffsetTracker, record_bytes
 from forwarder.core.records import RecordLike
-from forwarder.core.tiers import due_prefix
 from forwarder.core.token_bucket import TokenBucket
 from forwarder.core.topics import TopicMap
 from forwarder.delivery import Delivery
+from forwarder.draining import drop_revoked
+from forwarder.flow import FlowControl
+from forwarder.kafka_errors import KafkaErrors
+from forwarder.lag import LagObserver
 from forwarder.limiter import Limiter
 from forwarder.metrics import Metrics
 from forwarder.personalization import Activation
-from forwarder.ports import Publisher, Sink, Source
+from forwarder.workers import Workers
+
+__all__ = ["Adapters", "Pipeline"]
 
 IDLE_FETCH_S = 0.1
-# How often log end offsets are asked for: a paused partition gets no fetch responses, so its
-# highwater would freeze while producers keep writing.
-END_OFFSETS_EVERY_S = 5.0
-
-
-@dataclass
-class Adapters:
-    """The I/O the pipeline drives; ``prepare`` creates the retry and dead-letter topics."""
-
-    source: Source
-    sink: Sink
-    publisher: Publisher
-    prepare: Callable[[], Awaitable[object]]
-
-    @classmethod
-    def real(cls, config: Config, topics: TopicMap, transport: Transport = "aiohttp") -> Adapters:
-        return cls(
-            KafkaSource(config.kafka),
-            HttpSink(config.endpoint, config.limits, transport),
-            KafkaPublisher(config.kafka),
-            lambda: ensure_topics(config.kafka, topics.sources, topics.suffixes),
-        )
+# The longest the loop waits for a fetch before it looks at lingering batches, held tier
+# partitions and the clock again.
+TICK_S = 0.5
+# Of ops.shutdown_timeout_s, kept for the final commit and leaving the group after the drain.
+CLOSE_RESERVE_S = 5.0
+# How often /readyz's view of the producer is refreshed (a metadata round trip).
+PRODUCER_CHECK_EVERY_S = 10.0
 
 
 class Pipeline:
@@ -95,14 +90,22 @@ class Pipeline:
         self.topics = TopicMap(config.kafka.topics, config.retry.tiers)
         self._log = structlog.get_logger("forwarder.pipeline")
         self._wall = wall_clock
-        io = adapters or Adapters.real(config, self.topics, transport)
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self.kafka_errors = KafkaErrors(self.metrics, clock=self._now)
+        io = adapters or Adapters.real(config, self.topics, transport, self.kafka_errors.report)
         self._prepare = io.prepare
+        self._existing_topics = io.existing_topics
         self._decoder = Decoder(validator, config.destination_for)
         self._batcher = Batcher(
             config.batch.max_events, config.batch.max_bytes, config.batch.linger_ms / 1000
         )
-        self._tracker = OffsetTracker(config.kafka.max_pending_per_partition)
+        self._tracker = OffsetTracker(
+            config.kafka.max_pending_per_partition, config.kafka.max_pending_bytes
+        )
         self._source = io.source
+        self._committer = Committer(
+            self._tracker, self._source, self.metrics, self.kafka_errors, self._now
+        )
         self._publisher = io.publisher
         self._sink = io.sink
         h = config.health
@@ -133,17 +136,17 @@ class Pipeline:
             wall_clock=wall_clock,
             on_accepted=self.activation.offer,
         )
-        self._queue: asyncio.Queue[Batch] = asyncio.Queue()
-        self._senders: list[asyncio.Task[None]] = []
-        self._side_tasks: set[asyncio.Task[None]] = set()
+        self._workers = Workers(self._delivery, self.metrics)
+        self._queue = self._workers.queue
+        self._spawn = self._workers.spawn
+        self._commits: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self._backpressured: set[TopicPartition] = set()
-        self._held: dict[TopicPartition, float] = {}  # tier partitions held until a due time
-        self._log_ends: dict[TopicPartition, int] = {}
-        self._log_ends_due = 0.0
+        self._flow = FlowControl(self._source, self._tracker, self.metrics)
+        self._lag = LagObserver(self._source, self._tracker, self.metrics, wall_clock, self._spawn)
+        self._producer_problem = ""
+        self._producer_check_due = 0.0
         self._started = False
         self._joined = False
-        self._event_loop: asyncio.AbstractEventLoop | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -166,6 +169,8 @@ class Pipeline:
         unwritable = self._unwritable_topics()
         if unwritable:
             return False, "cannot write " + "; ".join(unwritable)
+        if self._producer_problem:
+            return False, f"producer: {self._producer_problem}"
         return True, "ready" + self.activation.readiness_note()
 
     def _unwritable_topics(self) -> list[str]:
@@ -188,6 +193,13 @@ class Pipeline:
         self._event_loop = asyncio.get_running_loop()
         try:
             await self._prepare()
+            stranded = self.topics.adopt(await self._existing_topics())
+            if stranded:
+                self._log.warning(
+                    "stranded_retry_tiers_drained",
+                    topics=stranded,
+                    note="tiers beyond retry.tiers: records are sent when due, then dead-lettered",
+                )
             await self._publisher.start()
             await self._source.start(self.topics.consumed, self._on_revoked, self._on_assigned)
             await self.activation.start()
@@ -197,9 +209,10 @@ class Pipeline:
             await self._sink.aclose()
             raise
         self._started = True
-        self._senders = [
-            asyncio.create_task(self._sender()) for _ in range(self.config.limits.max_in_flight)
-        ]
+        self._workers.start(self.config.limits.max_in_flight)
+        self._commits = asyncio.create_task(
+            self._committer.run(self.config.kafka.commit_interval_ms / 1000)
+        )
         self._log.info(
             "pipeline_started", topics=self.topics.consumed, group_id=self.config.kafka.group_id
         )
@@ -209,48 +222,99 @@ class Pipeline:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
+        """Drain, commit, leave the group: all of it within ``ops.shutdown_timeout_s``."""
         self._log.info("pipeline_stopping")
-        drained = await self._drain(self._tracker.partitions)
-        await self._commit()
-        for task in self._senders:
-            task.cancel()
-        await asyncio.gather(*self._senders, return_exceptions=True)
-        await self._source.stop()
-        await self.activation.stop()
-        await self._publisher.stop()
-        for task in list(self._side_tasks):
-            task.cancel()
-        await asyncio.gather(*self._side_tasks, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        total = self.config.ops.shutdown_timeout_s
+        deadline = loop.time() + total
+        drained = await self._drain(
+            self._tracker.partitions, total - min(CLOSE_RESERVE_S, total / 3)
+        )
+        await self._workers.stop_senders()
+        if self._commits is not None:
+            self._commits.cancel()
+            await asyncio.gather(self._commits, return_exceptions=True)
+        await self._committer.commit(max(0.1, (deadline - loop.time()) / 2), why="shutdown")
+        await self._bounded("leave_group", self._source.stop(), deadline)
+        await self._bounded("personalization_stop", self.activation.stop(), deadline)
+        await self._bounded("producer_stop", self._publisher.stop(), deadline)
+        await self._workers.stop_side_tasks()
         await self._sink.aclose()
         self._log.info("pipeline_stopped", drained=drained)
+
+    async def _bounded(self, what: str, step: Awaitable[None], deadline: float) -> None:
+        """A shutdown step, given what is left of the shutdown time (at least 0.1 s)."""
+        left = max(0.1, deadline - asyncio.get_running_loop().time())
+        try:
+            await asyncio.wait_for(step, left)
+        except TimeoutError:
+            self.metrics.internal_errors.labels(what).inc()
+            self._log.warning(
+                "shutdown_step_timed_out",
+                step=what,
+                waited_s=round(left, 1),
+                note="gave up to exit within ops.shutdown_timeout_s; nothing uncommitted is lost",
+            )
 
     # ----------------------------------------------------------------- main loop
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
-        commit_every = self.config.kafka.commit_interval_ms / 1000
-        next_commit = loop.time() + commit_every
+        observe_every = self.config.kafka.commit_interval_ms / 1000
+        next_observe = loop.time() + observe_every
         max_records = self.config.kafka.fetch_max_records
-        while not self._stopping.is_set():
-            now = loop.time()
-            due = self._batcher.next_due()
-            timeout = IDLE_FETCH_S if due is None else min(IDLE_FETCH_S, max(0.0, due - now))
-            fetched = await self._source.fetch(timeout, max_records)
-            now = loop.time()
-            for tp, records in fetched.items():
-                self._take(tp, records, now)
-            for batch in self._batcher.due(now):
-                self._queue.put_nowait(batch)
-            self._flow_control(now)
-            if now >= next_commit:
-                next_commit = now + commit_every
-                await self._commit()
-                self._observe_lag(now)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        fetch: asyncio.Future[Mapping[TopicPartition, Sequence[RecordLike]]] | None = None
+        try:
+            while not self._stopping.is_set():
+                if fetch is None:
+                    fetch = asyncio.ensure_future(self._source.fetch(IDLE_FETCH_S, max_records))
+                wake = min([loop.time() + TICK_S, *self._deadlines()])
+                await asyncio.wait(
+                    (fetch, stopping),
+                    timeout=max(0.0, wake - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                now = loop.time()
+                if fetch.done():
+                    fetched, fetch = fetch.result(), None
+                    for tp, records in fetched.items():
+                        self._take(tp, records, now)
+                for batch in self._batcher.due(now):
+                    self._queue.put_nowait(batch)
+                self._flow.control(now, stop_all=self._stop_fetching())
+                if now >= next_observe:
+                    next_observe = now + observe_every
+                    self._lag.observe(now)
+                if now >= self._producer_check_due:
+                    self._producer_check_due = now + PRODUCER_CHECK_EVERY_S
+                    self._spawn(self._check_producer())
+        finally:
+            # Records a cancelled fetch had read are not tracked, hence never committed.
+            for future in (stopping, fetch):
+                if future is not None:
+                    future.cancel()
+            await asyncio.gather(stopping, *([fetch] if fetch else []), return_exceptions=True)
+
+    def _deadlines(self) -> list[float]:
+        """When the loop must look again: the next lingering batch, the next held tier."""
+        due = self._batcher.next_due()
+        return [*([due] if due is not None else []), *self._flow.deadlines()]
+
+    async def _check_producer(self) -> None:
+        problem = await self._publisher.check()
+        if problem != self._producer_problem:
+            self._log.log(
+                30 if problem else 20,
+                "producer_unreachable" if problem else "producer_reachable",
+                problem=problem,
+            )
+        self._producer_problem = problem
 
     def _take(self, tp: TopicPartition, records: Sequence[RecordLike], now: float) -> None:
         role = self.topics.role(tp.topic)
         if role.tier:
-            records = self._due_records(tp, records, now)
+            records = self._flow.due_records(tp, records, now, int(self._wall() * 1000))
         self._tracker.add_all(tp, records, int(self._wall() * 1000))
         self.metrics.consumed.labels(role.source).inc(len(records))
         decode = self._decoder.decode
@@ -264,131 +328,39 @@ class Pipeline:
             else:
                 self._spawn(self._dead_letter(record, outcome))
 
-    def _due_records(
-        self, tp: TopicPartition, records: Sequence[RecordLike], now: float
-    ) -> Sequence[RecordLike]:
-        """A retry tier's records up to the first one not yet due: rewind to that one and hold
-        the partition (paused) until it is due; the rest come again then."""
-        count, wait_s = due_prefix(records, int(self._wall() * 1000))
-        if wait_s is not None:
-            self._source.seek(tp, records[count].offset)
-            self._source.pause([tp])
-            self._held[tp] = now + wait_s
-        return records[:count]
-
     async def _dead_letter(self, record: RecordLike, failure: Failure) -> None:
         await self._delivery.dead_letter(record, failure, attempts_of(record), None)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._side_tasks.add(task)
-        task.add_done_callback(self._side_task_done)
-
-    def _side_task_done(self, task: asyncio.Task[None]) -> None:
-        self._side_tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:  # a bug: its records stay pending (never committed), so say so
-            self.metrics.internal_errors.labels("side_task").inc()
-            self._log.error(
-                "task_failed",
-                task=task.get_coro().__qualname__,  # type: ignore[union-attr]
-                exc_info=exc,
-                note="its records stay uncommitted and are delivered again after a restart",
-            )
-
-    async def _sender(self) -> None:
-        while True:
-            batch = await self._queue.get()
-            self.metrics.in_flight.inc()
-            try:
-                await self._delivery.send(batch.destination, batch.events)
-            except Exception:  # a bug: log loudly; the records stay pending, so nothing is lost
-                self.metrics.internal_errors.labels("sender").inc()
-                self._log.exception(
-                    "delivery_failed",
-                    destination=batch.destination,
-                    events=len(batch),
-                    note="these records stay uncommitted and are delivered again after a restart",
-                )
-            finally:
-                self.metrics.in_flight.dec()
-                self._queue.task_done()
 
     def _records_done(self, records: Sequence[RecordLike]) -> None:
         # A plain tuple hashes and compares equal to aiokafka's TopicPartition (a namedtuple),
         # and is cheaper to build once per event.
         done = self._tracker.done
         for record in records:
-            done((record.topic, record.partition), record.offset)
+            done((record.topic, record.partition), record.offset, record_bytes(record))
 
-    def _flow_control(self, now: float) -> None:
-        assigned = self._source.assignment()
-        if self.health.blocked or self._fatal_publish_trouble():
-            self._source.pause(assigned)
-            return
-        over = {tp for tp in self._tracker.over_limit() if tp in assigned}
-        newly = over - self._backpressured
-        if newly:
-            self._source.pause(newly)
-            self._backpressured |= newly
-        release = self._tracker.under_resume_mark(self._backpressured)
-        self._backpressured -= release
-        due = {tp for tp, until in self._held.items() if until <= now}
-        for tp in due:
-            del self._held[tp]
-        held = set(self._held)
-        self._source.resume((assigned - self._backpressured - held) & self._source.paused())
+    def _stop_fetching(self) -> bool:
+        return self.health.blocked or self._fatal_publish_trouble()
 
     def _fatal_publish_trouble(self) -> bool:
         """A retry or dead-letter topic refuses writes for good (not authorized, too large):
         reading more would only pile up records that cannot finish."""
         return any(not t.retriable for t in self._delivery.publish_trouble.values())
 
-    async def _commit(self) -> None:
-        offsets = self._tracker.to_commit()
-        if not offsets:
-            return
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        if await self._source.commit(offsets):
-            self._tracker.mark_committed(offsets)
-            self.metrics.commit_seconds.observe(loop.time() - started)
-
-    def _observe_lag(self, now: float) -> None:
-        """Lag per partition (log end minus the next offset to commit) and the oldest age."""
-        assigned = self._source.assignment()
-        if now >= self._log_ends_due and assigned:
-            self._log_ends_due = now + END_OFFSETS_EVERY_S
-            self._spawn(self._refresh_log_ends(assigned))
-        for tp in assigned:
-            ends = (self._source.highwater(tp), self._log_ends.get(tp))
-            known = [end for end in ends if end is not None]
-            position = self._tracker.committable(tp)
-            if known and position is not None:
-                lag = max(0, max(known) - position)
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
-        oldest = self._tracker.oldest_pending_timestamp_ms()
-        age = 0.0 if oldest is None else max(0.0, self._wall() - oldest / 1000)
-        self.metrics.oldest_pending_age.set(age)
-
-    async def _refresh_log_ends(self, partitions: set[TopicPartition]) -> None:
-        self._log_ends.update(await self._source.end_offsets(sorted(partitions)))
-
     # ----------------------------------------------------------------- rebalance and drain
 
-    async def _drain(self, partitions: Iterable[object]) -> bool:
-        """Send what is batched and wait, bounded, until these partitions have nothing pending."""
+    async def _drain(self, partitions: Iterable[object], budget_s: float) -> bool:
+        """Send what is batched and wait, at most ``budget_s``, until these partitions have
+        nothing pending."""
         for batch in self._batcher.drain():
             self._queue.put_nowait(batch)
         watched = list(partitions)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.ops.shutdown_timeout_s
+        deadline = loop.time() + budget_s
         while any(self._tracker.pending(p) for p in watched):
             if loop.time() >= deadline:
                 self._log.warning(
                     "drain_timed_out",
+                    budget_s=budget_s,
                     pending=sum(self._tracker.pending(p) for p in watched),
                     note="uncommitted records will be delivered again, with the same uuid",
                 )
@@ -397,17 +369,26 @@ class Pipeline:
         return True
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Drain and commit the revoked partitions within the group's rebalance timeout."""
         if not revoked:
             return
-        await self._drain(revoked)
-        await self._commit()
+        if not await self._drain(revoked, self.config.kafka.revoke_drain_ms / 1000):
+            dropped = drop_revoked(self._queue, revoked)
+            self.metrics.revoked_dropped.inc(dropped)
+            self._log.warning(
+                "revoked_batches_dropped",
+                events=dropped,
+                note="not sent by this member any more: the partitions' new owner reads them",
+            )
+        if not await self._committer.commit(REVOKE_COMMIT_MS / 1000, why="revoke"):
+            self._log.warning(
+                "revoke_commit_failed",
+                partitions=sorted(f"{tp.topic}-{tp.partition}" for tp in revoked),
+                note="the new owner starts from the last commit: some events are sent twice",
+            )
         self._tracker.forget(revoked)
-        self._backpressured -= revoked
-        for tp in revoked:
-            self._held.pop(tp, None)
-            self._log_ends.pop(tp, None)
-            # A partition another replica now owns is its lag to report, not ours.
-            self.metrics.lag.remove(tp.topic, str(tp.partition))
+        self._flow.forget(revoked)
+        self._lag.forget(revoked)
         self._log.info(
             "partitions_revoked", partitions=sorted(f"{tp.topic}-{tp.partition}" for tp in revoked)
         )

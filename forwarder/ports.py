@@ -36,6 +36,17 @@ class PublishResult:
 ACKNOWLEDGED = PublishResult(True)
 
 
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """One offset commit: done, or the kind of error (the client's exception class name)."""
+
+    ok: bool
+    error: str = ""
+
+
+COMMITTED = CommitResult(True)
+
+
 class Sink(Protocol):
     """The endpoint: one request body to one ``database.table``; never raises."""
 
@@ -56,6 +67,10 @@ class Publisher(Protocol):
         value: bytes | None,
         headers: list[tuple[str, bytes]],
     ) -> PublishResult: ...
+
+    async def check(self) -> str:
+        """Whether the producer can reach the brokers now: ``""``, or why not."""
+        ...
 
     async def stop(self) -> None: ...
 
@@ -83,7 +98,7 @@ class Source(Protocol):
 
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
 
-    async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool: ...
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> CommitResult: ...
 
     async def end_offsets(
         self, partitions: Sequence[TopicPartition]

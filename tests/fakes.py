@@ -26,7 +26,7 @@ from aiokafka import TopicPartition
 
 from forwarder.core.classify import SendResult
 from forwarder.core.headers import origin_of
-from forwarder.ports import ACKNOWLEDGED, Callback, PublishResult
+from forwarder.ports import ACKNOWLEDGED, COMMITTED, Callback, CommitResult, PublishResult
 
 Identity = tuple[str, int, int]  # where an event was first read: topic, partition, offset
 
@@ -123,6 +123,12 @@ class FakeSource:
         self._on_assigned: Callback | None = None
         self._rebalance: set[TopicPartition] | None = None
         self.fail_commits = False
+        # While set, a fetch with nothing to return and a commit wait until it is cleared,
+        # whatever their timeout: a getmany stuck in a rebalance, a coordinator not answering.
+        self.stuck = False
+        self._unstuck = asyncio.Event()
+        self._given_away: set[TopicPartition] = set()  # now owned by another member
+        self.revocations: list[tuple[float, float]] = []  # virtual start, end of each callback
 
     async def start(
         self, topics: Sequence[str], on_revoked: Callback, on_assigned: Callback
@@ -131,12 +137,25 @@ class FakeSource:
         self._on_revoked, self._on_assigned = on_revoked, on_assigned
         self._rebalance = set()
 
-    def rebalance(self, revoked: Iterable[TopicPartition] = ()) -> None:
-        """At the next fetch: revoke these partitions, then assign everything again."""
+    def rebalance(self, revoked: Iterable[TopicPartition] = (), give_away: bool = False) -> None:
+        """At the next fetch: revoke these partitions, then assign everything again (but the
+        revoked partitions when ``give_away``: another member took them)."""
         self._rebalance = set(revoked) | (self._rebalance or set())
+        if give_away:
+            self._given_away |= set(revoked)
 
     def _all_partitions(self) -> set[TopicPartition]:
-        return {TopicPartition(t, p) for t in self._topics for p in range(self.broker.partitions)}
+        every = {TopicPartition(t, p) for t in self._topics for p in range(self.broker.partitions)}
+        return every - self._given_away
+
+    def unstick(self) -> None:
+        self.stuck = False
+        self._unstuck.set()
+
+    async def _wait_while_stuck(self) -> None:
+        if self.stuck:
+            self._unstuck.clear()
+            await self._unstuck.wait()
 
     async def fetch(
         self, timeout_s: float, max_records: int
@@ -144,7 +163,9 @@ class FakeSource:
         if self._rebalance is not None:
             revoked, self._rebalance = self._rebalance & self._assigned, None
             assert self._on_revoked is not None and self._on_assigned is not None
+            started = asyncio.get_running_loop().time()
             await self._on_revoked(revoked)
+            self.revocations.append((started, asyncio.get_running_loop().time()))
             self._assigned -= revoked
             self._paused -= revoked
             new = self._all_partitions() - self._assigned
@@ -165,7 +186,10 @@ class FakeSource:
             if budget <= 0:
                 break
         if not result:
-            await asyncio.sleep(timeout_s)
+            if self.stuck:
+                await self._wait_while_stuck()
+            else:
+                await asyncio.sleep(timeout_s)
         return result
 
     def assignment(self) -> set[TopicPartition]:
@@ -186,14 +210,15 @@ class FakeSource:
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self._positions[partition] = offset
 
-    async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> CommitResult:
         await asyncio.sleep(0)
+        await self._wait_while_stuck()
         if self.fail_commits:
-            return False
+            return CommitResult(False, "CommitFailedError")
         owned = {tp: o for tp, o in offsets.items() if tp in self._assigned}
         self.broker.committed.update(owned)
         self.broker.commits.append(dict(owned))
-        return True
+        return COMMITTED
 
     async def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: len(self.broker.log(tp.topic, tp.partition)) for tp in partitions}
@@ -210,6 +235,7 @@ class FakePublisher:
         self.failure: PublishResult | None = None  # the answer while failing
         self.fail_topics: set[str] | None = None  # None: every topic
         self.failures = 0
+        self.unreachable = ""  # what check() answers: "" while the brokers answer
 
     async def start(self) -> None:
         return None
@@ -228,6 +254,10 @@ class FakePublisher:
         partition = origin_of(_Headers(headers)).partition % self.broker.partitions
         self.broker.append(topic, partition, key, value, headers)
         return ACKNOWLEDGED
+
+    async def check(self) -> str:
+        await asyncio.sleep(0.001)
+        return self.unreachable
 
     async def stop(self) -> None:
         return None
@@ -266,6 +296,7 @@ class FakeEndpoint:
     receipt_fail_every: int = 7
     flaky_every: int = 3
     requests: list[tuple[float, str, int]] = field(default_factory=list)  # time, status, events
+    sent: list[tuple[float, list[str]]] = field(default_factory=list)  # time, event ids
     accepted: Counter[str] = field(default_factory=Counter)  # event_id -> times accepted
     _count: int = 0
 
@@ -274,6 +305,7 @@ class FakeEndpoint:
         sent_at = loop.time()
         self._count += 1
         events: list[dict[str, Any]] = orjson.loads(body)["events"]
+        self.sent.append((sent_at, [e.get("event_id", "") for e in events]))
         result = self._answer(body, events)
         self.requests.append((sent_at, str(result.status or "transport"), len(events)))
         await asyncio.sleep(self.latency_s)

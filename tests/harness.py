@@ -38,6 +38,13 @@ async def _nothing() -> None:
     return None
 
 
+def _topics_of(broker: FakeBroker) -> Any:
+    async def topics() -> list[str]:
+        return sorted(broker.topics)
+
+    return topics
+
+
 def harness_config(**overrides: Any) -> Config:
     env = {
         "TD_API_KEY": "1/test-key",
@@ -71,7 +78,9 @@ class Harness:
         self.pipeline = Pipeline(
             self.config,
             REGISTRY,
-            adapters=Adapters(self.source, self.endpoint, self.publisher, _nothing),
+            adapters=Adapters(
+                self.source, self.endpoint, self.publisher, _nothing, _topics_of(self.broker)
+            ),
             rng=random.Random(seed),
             wall_clock=lambda: EPOCH + self.loop.time(),
         )
@@ -113,10 +122,16 @@ class Harness:
 
     # -- traffic
 
-    def produce(self, count: int, *, poison_every: int = 0, malformed_every: int = 0) -> None:
+    def produce(
+        self, count: int, *, poison_every: int = 0, malformed_every: int = 0, size: int = 0
+    ) -> None:
+        """``count`` events, round robin over the partitions; ``size``: padded to that many
+        bytes."""
         for _ in range(count):
             index = len(self.produced)
             event: dict[str, Any] = self._traffic.valid(now=EPOCH + self.loop.time())
+            if size:
+                event["note"] = "x" * max(0, size - len(orjson.dumps(event)) - 10)
             if malformed_every and index % malformed_every == malformed_every - 1:
                 value, event_id = b'{"event_type": "page_view", ', None
             else:

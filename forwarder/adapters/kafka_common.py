@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 
 from forwarder.adapters.kafka_oauth import token_provider
 from forwarder.config import KafkaConfig
-from forwarder.errors import ConfigError
+from forwarder.errors import ConfigError, FatalError
 
 
 def ssl_context(config: KafkaConfig) -> ssl.SSLContext:
@@ -85,3 +85,12 @@ async def open_admin(config: KafkaConfig) -> AsyncIterator[AIOKafkaAdminClient]:
         yield admin
     finally:
         await admin.close()
+
+
+async def list_topics(config: KafkaConfig) -> list[str]:
+    """Every topic name on the cluster (the stranded retry tiers are found among them)."""
+    async with open_admin(config) as admin:
+        try:
+            return sorted(await admin.list_topics())
+        except KafkaError as exc:
+            raise FatalError(f"cannot list the topics on Kafka: {type(exc).__name__}") from None

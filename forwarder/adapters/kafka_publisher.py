@@ -8,6 +8,7 @@ events) and makes every failure visible.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -22,6 +23,7 @@ from forwarder.ports import ACKNOWLEDGED, PublishResult
 # Dead-lettered values are the original bytes, which can exceed the default 1 MB request.
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 TOPIC_CONFIG = {"max.message.bytes": str(MAX_REQUEST_BYTES)}
+CHECK_TIMEOUT_S = 5.0
 
 
 class KafkaPublisher:
@@ -53,6 +55,22 @@ class KafkaPublisher:
         except KafkaError as exc:
             return PublishResult(False, type(exc).__name__, bool(exc.retriable))
         return ACKNOWLEDGED
+
+    async def check(self) -> str:
+        """Ask a broker for metadata through the producer's own client: ``""`` if one answered.
+
+        An idle producer holds no request in flight, so its connections say little; a metadata
+        round trip on the same client (bootstrap and known brokers, as a send would use) does.
+        """
+        try:
+            updated = await asyncio.wait_for(
+                self._producer.client.force_metadata_update(), CHECK_TIMEOUT_S
+            )
+        except TimeoutError:
+            return f"no broker answered the producer within {CHECK_TIMEOUT_S:.0f}s"
+        except KafkaError as exc:
+            return f"producer metadata request failed: {type(exc).__name__}"
+        return "" if updated else "the producer cannot reach any broker"
 
     async def stop(self) -> None:
         await self._producer.stop()

@@ -1,13 +1,20 @@
 """The Kafka consumer: a consumer group member with manual commits.
 
 Thin over ``AIOKafkaConsumer``: start-up failures become ``FatalError``; a failed commit
-becomes ``False`` (the next commit, or the next owner of the partition, covers it: at least
-once). Rebalance callbacks are forwarded to the pipeline.
+becomes a ``CommitResult`` naming the error (the next commit, or the next owner of the
+partition, covers it: at least once); a failed fetch or end-offset query is reported to
+``report(operation, error)`` (counted and logged by the pipeline's ``KafkaErrors``) and
+answered with nothing. Rebalance callbacks are forwarded to the pipeline.
+
+The group timing: the coordinator expels a member whose heartbeats stop for
+``session_timeout_ms`` (aiokafka heartbeats on during the revoke callback), and one that has not
+rejoined ``kafka.rebalance_timeout_ms`` after a rebalance started: the pipeline's drain of
+revoked partitions is bounded to fit inside it (``kafka.revoke_drain_ms``, checked at start-up).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -15,9 +22,15 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from forwarder.adapters.kafka_common import connection_kwargs
-from forwarder.config import KafkaConfig
+from forwarder.config import SESSION_TIMEOUT_MS, KafkaConfig
 from forwarder.errors import FatalError
-from forwarder.ports import Callback
+from forwarder.ports import COMMITTED, Callback, CommitResult
+
+Report = Callable[[str, str], None]
+
+
+def _ignore(_operation: str, _error: str) -> None:
+    return None
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -33,7 +46,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaSource:
-    def __init__(self, config: KafkaConfig, group_id: str | None = None) -> None:
+    def __init__(
+        self, config: KafkaConfig, group_id: str | None = None, report: Report = _ignore
+    ) -> None:
+        self._report = report
         self._consumer = AIOKafkaConsumer(
             **connection_kwargs(config),
             group_id=group_id or config.group_id,
@@ -46,7 +62,8 @@ class KafkaSource:
             # Fetched bytes wait in memory until decoded: cap them (the default is 50 MB).
             fetch_max_bytes=16 * 1024 * 1024,
             fetch_max_wait_ms=100,
-            session_timeout_ms=10_000,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            rebalance_timeout_ms=config.rebalance_timeout_ms,
             heartbeat_interval_ms=1_000,
         )
 
@@ -69,8 +86,9 @@ class KafkaSource:
             batches: dict[TopicPartition, list[ConsumerRecord]] = await self._consumer.getmany(
                 timeout_ms=max(0, int(timeout_s * 1000)), max_records=max_records
             )
-        except KafkaError:
+        except KafkaError as exc:
             # Transient: aiokafka reconnects by itself; the next fetch tries again.
+            self._report("fetch", type(exc).__name__)
             return {}
         return batches
 
@@ -98,19 +116,20 @@ class KafkaSource:
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self._consumer.seek(partition, offset)
 
-    async def commit(self, offsets: Mapping[TopicPartition, int]) -> bool:
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> CommitResult:
         if not offsets:
-            return True
+            return COMMITTED
         try:
             await self._consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
-        except KafkaError:
-            return False
-        return True
+        except KafkaError as exc:
+            return CommitResult(False, type(exc).__name__)
+        return COMMITTED
 
     async def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         try:
             result: dict[TopicPartition, int] = await self._consumer.end_offsets(list(partitions))
-        except KafkaError:
+        except KafkaError as exc:
+            self._report("end_offsets", type(exc).__name__)
             return {}
         return result
 

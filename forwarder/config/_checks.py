@@ -7,11 +7,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from forwarder.config._model import (
+    DEFAULT_MAX_PENDING_BYTES,
     MAX_BYTES_PER_EVENT,
     MAX_BYTES_PER_REQUEST,
     MAX_EVENTS_PER_REQUEST,
     NAME,
     REGIONS,
+    REVOKE_COMMIT_MS,
+    SESSION_TIMEOUT_MS,
     TOPIC,
     Config,
     KafkaConfig,
@@ -94,6 +97,33 @@ def _check_oauth(k: KafkaConfig) -> None:
         )
 
 
+def _check_kafka_budgets(k: KafkaConfig) -> None:
+    """Memory in bytes, and the revoke drain against the rebalance timeout that bounds it."""
+    if k.max_pending_bytes < MAX_BYTES_PER_EVENT * 4:
+        raise ConfigError(
+            "kafka.max_pending_bytes",
+            f"{k.max_pending_bytes} is below 4 MB: one large event would pause every partition",
+            f"use 4000000 or more (the default {DEFAULT_MAX_PENDING_BYTES} fits a 512 MiB pod)",
+        )
+    if k.rebalance_timeout_ms < SESSION_TIMEOUT_MS:
+        raise ConfigError(
+            "kafka.rebalance_timeout_ms",
+            f"{k.rebalance_timeout_ms} is below the session timeout ({SESSION_TIMEOUT_MS} ms)",
+            f"use {SESSION_TIMEOUT_MS} or more",
+        )
+    _positive("kafka.revoke_drain_ms", k.revoke_drain_ms)
+    room = k.rebalance_timeout_ms - REVOKE_COMMIT_MS
+    if k.revoke_drain_ms > room:
+        raise ConfigError(
+            "kafka.revoke_drain_ms",
+            f"{k.revoke_drain_ms} ms does not fit in kafka.rebalance_timeout_ms "
+            f"({k.rebalance_timeout_ms} ms) with {REVOKE_COMMIT_MS} ms left for the commit: "
+            "the coordinator would expel this member mid-drain and its commit would fail",
+            f"lower revoke_drain_ms to {max(room, 0)} or less, or raise rebalance_timeout_ms to "
+            f"{k.revoke_drain_ms + REVOKE_COMMIT_MS} or more",
+        )
+
+
 def check_proxy(key: str, url: str) -> None:
     proxy = urlsplit(url)
     if proxy.scheme not in ("http", "https") or not proxy.hostname:
@@ -120,6 +150,7 @@ def check(config: Config, need_secrets: bool = True) -> None:
     _positive("kafka.max_pending_per_partition", k.max_pending_per_partition)
     _positive("kafka.commit_interval_ms", k.commit_interval_ms)
     _positive("kafka.fetch_max_records", k.fetch_max_records)
+    _check_kafka_budgets(k)
     if e.url:
         parts = urlsplit(e.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:

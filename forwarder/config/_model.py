@@ -23,6 +23,10 @@ _HOSTS = {"realtime": "p13n.in.treasuredata.com", "ingest": "records.in.treasure
 NAME = re.compile(r"^[a-z0-9_]{3,255}$")
 TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 POLICY_ACTIONS = ("retry", "isolate", "split", "dead-letter", "pause")
+DEFAULT_MAX_PENDING_BYTES = 160 * 1024 * 1024
+SESSION_TIMEOUT_MS = 10_000
+# Left of the rebalance timeout after the revoke drain: the commit of the revoked partitions.
+REVOKE_COMMIT_MS = 5_000
 
 
 class Secret:
@@ -78,8 +82,17 @@ class KafkaConfig:
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     # Backpressure: a partition with this many records not yet done is paused.
     max_pending_per_partition: int = 5_000
+    # ... and every partition while the records not yet done hold this many bytes (value and
+    # request body per record, see forwarder.core.offsets.record_bytes), per process: sized for
+    # the 512 MiB pod limit of deploy/kubernetes (README, Performance).
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
     commit_interval_ms: int = 1_000
     fetch_max_records: int = 5_000
+    # The group coordinator waits this long for a member to rejoin after a rebalance started;
+    # the member's drain of its revoked partitions (revoke_drain_ms) and its last commit must
+    # fit in it, or it is expelled and that commit fails.
+    rebalance_timeout_ms: int = 30_000
+    revoke_drain_ms: int = 20_000
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,11 @@ skip an unfinished record, whatever order records finish in.
 
 Records of a partition arrive in increasing offset order (Kafka guarantees it per fetch
 position); a record seen again after a rebalance is tracked afresh.
+
+Memory is bounded twice: per partition by the count of records pending, and per process by
+the bytes they hold (:func:`record_bytes`: the value as read, the request body spliced from it
+and a fixed overhead per record); a record's bytes are freed when it is done, whatever order
+records finish in.
 """
 
 from __future__ import annotations
@@ -18,6 +23,16 @@ from dataclasses import dataclass, field
 from forwarder.core.records import RecordLike
 
 Partition = Hashable
+# What one pending record holds besides its value and body: the consumer record, its key and
+# headers, the Event tuple and its uuid string, the offset and timestamp entries here.
+RECORD_OVERHEAD_BYTES = 600
+
+
+def record_bytes(record: RecordLike) -> int:
+    """The memory a record holds until it is done: its value, the body spliced from it (the
+    value plus a ``uuid`` and maybe a ``time``: about 60 bytes more), a fixed overhead."""
+    value = record.value
+    return 2 * len(value) + 60 + RECORD_OVERHEAD_BYTES if value else RECORD_OVERHEAD_BYTES
 
 
 @dataclass(slots=True)
@@ -26,28 +41,45 @@ class _PartitionState:
     # Kafka timestamps (ms) of the pending records, in step with ``pending``: the head's is the
     # age of the oldest record not yet done, the figure an operator alerts on.
     stamps: deque[int] = field(default_factory=deque)
+    # Bytes of each pending record (record_bytes), in step with ``pending``; ``held`` is the sum
+    # over the records not yet done.
+    sizes: deque[int] = field(default_factory=deque)
+    held: int = 0
     done: set[int] = field(default_factory=set)
     next_offset: int | None = None
     committed: int | None = None
 
 
 class OffsetTracker:
-    def __init__(self, max_pending: int) -> None:
+    def __init__(self, max_pending: int, max_bytes: int | None = None) -> None:
         self.max_pending = max_pending
+        self.max_bytes = max_bytes
+        self.held_bytes = 0  # over every partition
         self._partitions: dict[Partition, _PartitionState] = {}
 
-    def add(self, partition: Partition, offset: int, timestamp_ms: int = 0) -> None:
+    def add(self, partition: Partition, offset: int, timestamp_ms: int = 0, size: int = 0) -> None:
         state = self._partitions.get(partition)
         if state is None:
             state = self._partitions[partition] = _PartitionState()
         if state.pending and offset <= state.pending[-1]:
             # A re-fetch after a seek: forget what was pending above it, it will come again.
             while state.pending and state.pending[-1] >= offset:
-                state.done.discard(state.pending.pop())
+                gone, gone_size = state.pending.pop(), state.sizes.pop()
                 state.stamps.pop()
+                if gone in state.done:
+                    state.done.remove(gone)
+                else:
+                    self._free(state, gone_size)
         state.pending.append(offset)
         state.stamps.append(timestamp_ms)
+        state.sizes.append(size)
+        state.held += size
+        self.held_bytes += size
         state.next_offset = offset + 1
+
+    def _free(self, state: _PartitionState, size: int) -> None:
+        state.held -= size
+        self.held_bytes -= size
 
     def add_all(self, partition: Partition, records: Sequence[RecordLike], now_ms: int) -> None:
         """``add`` for each record of one partition's fetch, in one step when they follow on.
@@ -59,27 +91,37 @@ class OffsetTracker:
         state = self._partitions.get(partition)
         if state is not None and state.pending and records[0].offset <= state.pending[-1]:
             for record in records:  # a re-fetch after a seek: add() forgets what it overlaps
-                self.add(partition, record.offset, record.timestamp or now_ms)
+                self.add(partition, record.offset, record.timestamp or now_ms, record_bytes(record))
             return
         if state is None:
             state = self._partitions[partition] = _PartitionState()
+        sizes = [record_bytes(r) for r in records]
+        held = sum(sizes)
         state.pending.extend([r.offset for r in records])
         state.stamps.extend([r.timestamp or now_ms for r in records])
+        state.sizes.extend(sizes)
+        state.held += held
+        self.held_bytes += held
         state.next_offset = records[-1].offset + 1
 
-    def done(self, partition: Partition, offset: int) -> None:
-        """Mark a record done. Unknown partitions or offsets (revoked meanwhile) are ignored."""
+    def done(self, partition: Partition, offset: int, size: int = 0) -> None:
+        """Mark a record done; ``size`` is its :func:`record_bytes` (needed when it finishes
+        ahead of an earlier record). Unknown partitions or offsets (revoked meanwhile) are
+        ignored."""
         state = self._partitions.get(partition)
         if state is None or not state.pending or offset < state.pending[0]:
             return
         if offset == state.pending[0]:
             state.pending.popleft()
             state.stamps.popleft()
+            self._free(state, state.sizes.popleft())
             while state.pending and state.pending[0] in state.done:
                 state.done.remove(state.pending.popleft())
                 state.stamps.popleft()
-        else:
+                state.sizes.popleft()  # freed when it was marked done
+        elif offset <= state.pending[-1] and offset not in state.done:
             state.done.add(offset)
+            self._free(state, size)
 
     def committable(self, partition: Partition) -> int | None:
         """The offset to commit (the next record to read), or None when nothing was seen."""
@@ -121,6 +163,14 @@ class OffsetTracker:
         """Partitions to pause: as many records pending as the bound allows."""
         return {p for p, s in self._partitions.items() if len(s.pending) >= self.max_pending}
 
+    def over_bytes(self) -> bool:
+        """The pending records hold as many bytes as the bound allows: pause everything."""
+        return self.max_bytes is not None and self.held_bytes >= self.max_bytes
+
+    def under_bytes_resume_mark(self) -> bool:
+        """Drained to half the byte bound: resume (as for the count, half avoids flapping)."""
+        return self.max_bytes is None or self.held_bytes <= self.max_bytes // 2
+
     def under_resume_mark(self, partitions: Iterable[Partition]) -> set[Partition]:
         """Of the given paused partitions, those drained to half the bound: resume them.
 
@@ -133,7 +183,9 @@ class OffsetTracker:
     def forget(self, partitions: Iterable[Partition]) -> None:
         """Drop revoked partitions: late results for them will be ignored."""
         for partition in partitions:
-            self._partitions.pop(partition, None)
+            state = self._partitions.pop(partition, None)
+            if state is not None:
+                self.held_bytes -= state.held
 
     @property
     def partitions(self) -> list[Partition]:

@@ -1,8 +1,14 @@
-"""Topic naming: the retry tiers ``<topic>.retry.<n>`` and the dead-letter ``<topic>.dlq``."""
+"""Topic naming: the retry tiers ``<topic>.retry.<n>`` and the dead-letter ``<topic>.dlq``.
+
+Tiers beyond the configured count (``retry.tiers`` was shortened while records were parked
+there) are *stranded*: :meth:`TopicMap.adopt` takes them from the broker's topic list so they
+are drained like any tier, their records sent when due and, when they fail again, moved on past
+the last configured tier (to the dead-letter topic), never left behind.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -34,6 +40,15 @@ class TopicMap:
             for tier in range(1, len(self.tier_delays_s) + 1):
                 self._roles[retry_topic(source, tier)] = TopicRole(source, tier)
 
+    def adopt(self, existing: Iterable[str]) -> list[str]:
+        """Consume the stranded tiers among ``existing`` topic names too; return them."""
+        adopted = []
+        for name, role in stranded_tiers(self.sources, len(self.tier_delays_s), existing):
+            if name not in self._roles:
+                self._roles[name] = role
+                adopted.append(name)
+        return adopted
+
     @property
     def consumed(self) -> list[str]:
         return list(self._roles)
@@ -47,7 +62,8 @@ class TopicMap:
         return self._roles.get(topic) or TopicRole(topic, 0)
 
     def next_tier(self, topic: str) -> tuple[str, float] | None:
-        """The tier topic and delay after the one ``topic`` is, or None past the last tier."""
+        """The tier topic and delay after the one ``topic`` is, or None past the last
+        configured tier (a stranded tier included): then the dead-letter topic."""
         role = self.role(topic)
         if role.tier >= len(self.tier_delays_s):
             return None
@@ -55,3 +71,21 @@ class TopicMap:
 
     def dlq_for(self, topic: str) -> str:
         return dlq_topic(self.role(topic).source)
+
+
+def stranded_tiers(
+    sources: Sequence[str], tier_count: int, existing: Iterable[str]
+) -> list[tuple[str, TopicRole]]:
+    """``<source>.retry.<n>`` topics among ``existing`` with ``n`` above ``tier_count``."""
+    found = []
+    for name in existing:
+        for source in sources:
+            prefix = f"{source}.retry."
+            number = name[len(prefix) :] if name.startswith(prefix) else ""
+            if (
+                number.isdigit()
+                and int(number) > tier_count
+                and name == retry_topic(source, int(number))
+            ):
+                found.append((name, TopicRole(source, int(number))))
+    return sorted(found, key=lambda item: (item[1].source, item[1].tier))

@@ -96,6 +96,16 @@ def test_secret_files_are_read(tmp_path: Path) -> None:
         ),
         ("[endpoint]\nca_file = '/nonexistent.pem'\n", {}, "endpoint.ca_file", "readable"),
         ("[endpoint]\nproxy = 'proxy:3128'\n", {}, "endpoint.proxy", "http://"),
+        # The revoke drain and its commit must fit in the rebalance timeout (issue 12 item 3).
+        (
+            "[kafka]\nrebalance_timeout_ms = 30000\nrevoke_drain_ms = 28000\n",
+            {},
+            "kafka.revoke_drain_ms",
+            "lower revoke_drain_ms to 25000 or less, or raise rebalance_timeout_ms to 33000",
+        ),
+        ("[kafka]\nrebalance_timeout_ms = 5000\n", {}, "kafka.rebalance_timeout_ms", "10000"),
+        ("[kafka]\nrevoke_drain_ms = 0\n", {}, "kafka.revoke_drain_ms", "above 0"),
+        ("[kafka]\nmax_pending_bytes = 1000\n", {}, "kafka.max_pending_bytes", "4000000"),
     ],
 )
 def test_bad_config_names_the_key_and_the_fix(

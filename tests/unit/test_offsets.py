@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forwarder.core.offsets import OffsetTracker
+from forwarder.core.offsets import RECORD_OVERHEAD_BYTES, OffsetTracker, record_bytes
 
 P = ("t", 0)
 
@@ -109,6 +109,7 @@ class _Rec:
     def __init__(self, offset: int, timestamp: int) -> None:
         self.offset = offset
         self.timestamp = timestamp
+        self.value = b"x" * offset
 
 
 @settings(max_examples=200)
@@ -128,11 +129,59 @@ def test_adding_a_whole_fetch_equals_adding_its_records_one_by_one(
     for fetch in fetches:
         records = [_Rec(o, 0 if o % 3 == 0 else 1000 + o) for o in sorted(set(fetch))]
         for record in records:
-            one_by_one.add(P, record.offset, record.timestamp or 7)
+            size = record_bytes(record)  # type: ignore[arg-type]
+            one_by_one.add(P, record.offset, record.timestamp or 7, size)
         at_once.add_all(P, records, 7)  # type: ignore[arg-type]
         for offset in finished:
-            one_by_one.done(P, offset)
-            at_once.done(P, offset)
+            size = record_bytes(_Rec(offset, 0))  # type: ignore[arg-type]
+            one_by_one.done(P, offset, size)
+            at_once.done(P, offset, size)
         assert at_once.committable(P) == one_by_one.committable(P)
         assert at_once.pending(P) == one_by_one.pending(P)
         assert at_once.oldest_pending_timestamp_ms() == one_by_one.oldest_pending_timestamp_ms()
+        assert at_once.held_bytes == one_by_one.held_bytes
+
+
+@settings(max_examples=300)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["fetch", "done"]), st.integers(0, 40), st.integers(0, 5)),
+        max_size=40,
+    )
+)
+def test_bytes_held_are_those_of_the_records_not_yet_done_whatever_the_order(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    tracker = OffsetTracker(max_pending=1000, max_bytes=10_000)
+    held: dict[int, int] = {}  # the model: offset -> bytes of each record read, not yet done
+    # Records are marked done once they were read and are still tracked (a record can be done
+    # twice: a late result after a re-read), as the pipeline does.
+    finished: set[int] = set()
+    for step, offset, count in steps:
+        if step == "fetch":  # records offset..offset+count, maybe re-read after a seek
+            records = [_Rec(o, 0) for o in range(offset, offset + count)]
+            if records:
+                held = {o: b for o, b in held.items() if o < offset}
+                held.update({r.offset: record_bytes(r) for r in records})  # type: ignore[arg-type]
+            tracker.add_all(P, records, 1)  # type: ignore[arg-type]
+            finished -= {r.offset for r in records}
+        elif offset in held or offset in finished:
+            tracker.done(P, offset, record_bytes(_Rec(offset, 0)))  # type: ignore[arg-type]
+            held.pop(offset, None)
+            finished.add(offset)
+        assert tracker.held_bytes == sum(held.values())
+        assert tracker.over_bytes() == (tracker.held_bytes >= 10_000)
+    tracker.forget([P])
+    assert tracker.held_bytes == 0
+
+
+def test_a_record_holds_its_value_twice_plus_an_overhead() -> None:
+    assert record_bytes(_Rec(2000, 0)) == 2 * 2000 + 60 + RECORD_OVERHEAD_BYTES  # type: ignore[arg-type]
+    tracker = OffsetTracker(max_pending=1000, max_bytes=3 * record_bytes(_Rec(2000, 0)))  # type: ignore[arg-type]
+    tracker.add_all(P, [_Rec(2000, 0), _Rec(2001, 0)], 1)  # type: ignore[arg-type]
+    assert not tracker.over_bytes()
+    tracker.add(P, 2002, 1, record_bytes(_Rec(2002, 0)))  # type: ignore[arg-type]
+    assert tracker.over_bytes() and not tracker.under_bytes_resume_mark()
+    tracker.done(P, 2001, record_bytes(_Rec(2001, 0)))  # type: ignore[arg-type]
+    tracker.done(P, 2002, record_bytes(_Rec(2002, 0)))  # type: ignore[arg-type]
+    assert tracker.under_bytes_resume_mark()

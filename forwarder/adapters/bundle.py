@@ -1,0 +1,47 @@
+"""The I/O a pipeline drives, as one bundle: the real Kafka and HTTP adapters, or the tests'
+in-memory fakes (``tests/fakes.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from forwarder.adapters.http_sink import HttpSink, Transport
+from forwarder.adapters.kafka_common import list_topics
+from forwarder.adapters.kafka_publisher import KafkaPublisher, ensure_topics
+from forwarder.adapters.kafka_source import KafkaSource, Report
+from forwarder.config import Config
+from forwarder.core.topics import TopicMap
+from forwarder.ports import Publisher, Sink, Source
+
+
+async def _no_topics() -> Sequence[str]:
+    return ()
+
+
+@dataclass
+class Adapters:
+    """The I/O the pipeline drives; ``prepare`` creates the retry and dead-letter topics,
+    ``existing_topics`` lists the broker's topics (to find stranded retry tiers)."""
+
+    source: Source
+    sink: Sink
+    publisher: Publisher
+    prepare: Callable[[], Awaitable[object]]
+    existing_topics: Callable[[], Awaitable[Sequence[str]]] = _no_topics
+
+    @classmethod
+    def real(
+        cls,
+        config: Config,
+        topics: TopicMap,
+        transport: Transport = "aiohttp",
+        report: Report | None = None,
+    ) -> Adapters:
+        return cls(
+            KafkaSource(config.kafka, report=report) if report else KafkaSource(config.kafka),
+            HttpSink(config.endpoint, config.limits, transport),
+            KafkaPublisher(config.kafka),
+            lambda: ensure_topics(config.kafka, topics.sources, topics.suffixes),
+            lambda: list_topics(config.kafka),
+        )
