@@ -14,6 +14,7 @@ revoked partitions is bounded to fit inside it (``kafka.revoke_drain_ms``, check
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -134,4 +135,13 @@ class KafkaSource:
         return result
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        try:
+            await self._consumer.stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our own cancellation (a shutdown step timed out)
+            # aiokafka's fetcher re-raises the cancellation of its own fetch task when it is
+            # closed mid-backoff (the broker is gone), skipping the client's close: finish it.
+            self._report("stop", "CancelledError")
+            await self._consumer._client.close()
