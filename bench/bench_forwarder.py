@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -64,18 +65,23 @@ async def fill(bootstrap: str, topic: str, count: int, seed: int, hot_users: flo
     )
     await producer.start()
     try:
-        pending = []
-        for _ in range(count):
-            event = generator.valid()
-            pending.append(
-                await producer.send(topic, pad_to(event, 500), key=event["user_id"].encode())
-            )
-            if len(pending) >= 5000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
+        events = (generator.valid() for _ in range(count))
+        await send_all(producer, topic, ((pad_to(e, 500), e["user_id"].encode()) for e in events))
     finally:
         await producer.stop()
+
+
+async def send_all(
+    producer: AIOKafkaProducer, topic: str, records: Iterable[tuple[bytes, bytes | None]]
+) -> None:
+    """Produce (value, key) pairs, waiting for the acknowledgements 5,000 at a time."""
+    pending = []
+    for value, key in records:
+        pending.append(await producer.send(topic, value, key=key))
+        if len(pending) >= 5000:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
 
 
 async def raw_ceiling(bootstrap: str, topic: str, count: int) -> float:

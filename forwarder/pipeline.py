@@ -247,11 +247,10 @@ class Pipeline:
         left = max(0.1, deadline - asyncio.get_running_loop().time())
         try:
             await asyncio.wait_for(step, left)
-        except TimeoutError:
-            self.metrics.internal_errors.labels(what).inc()
-            self._log.warning(
-                "shutdown_step_timed_out",
-                step=what,
+        except TimeoutError:  # a broker that does not answer: counted and logged
+            self.kafka_errors.report(
+                what,
+                "Timeout",
                 waited_s=round(left, 1),
                 note="gave up to exit within ops.shutdown_timeout_s; nothing uncommitted is lost",
             )

@@ -164,7 +164,8 @@ def test_bytes_held_are_those_of_the_records_not_yet_done_whatever_the_order(
                 held = {o: b for o, b in held.items() if o < offset}
                 held.update({r.offset: record_bytes(r) for r in records})  # type: ignore[arg-type]
             tracker.add_all(P, records, 1)  # type: ignore[arg-type]
-            finished -= {r.offset for r in records}
+            if records:  # a re-read forgets what it overlaps: no late result comes for those
+                finished = {o for o in finished if o < offset}
         elif offset in held or offset in finished:
             tracker.done(P, offset, record_bytes(_Rec(offset, 0)))  # type: ignore[arg-type]
             held.pop(offset, None)
