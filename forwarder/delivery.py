@@ -128,11 +128,18 @@ class Delivery:
             if action is Action.PAUSE or (action is Action.RETRY and self.health.blocked):
                 continue  # the endpoint, not the batch: wait for it without spending the budget
             if action is Action.PARTIAL:
-                accepted = [e for e, ok in zip(chunk, decision.accepted, strict=True) if ok]
-                self._ack(destination, accepted)
-                chunk = [e for e, ok in zip(chunk, decision.accepted, strict=True) if not ok]
+                held, retried, retry_decision = await self._settle_receipts(
+                    destination, chunk, decision, tries
+                )
+                if held:  # a pause code in a receipt: the endpoint is paused, wait for it
+                    events = held + retried + rest
+                    continue
+                if not retried:
+                    events = rest
+                    continue
+                chunk, decision, action = retried, retry_decision, Action.RETRY
             events = chunk + rest
-            if action in (Action.RETRY, Action.PARTIAL):
+            if action is Action.RETRY:
                 tries += 1
                 if decision.retry_after_s is not None and decision.status in THROTTLE_STATUSES:
                     self._limiter.slow_down(decision.retry_after_s)
@@ -184,11 +191,12 @@ class Delivery:
         finally:
             self._limiter.release()
         decision = classify(result, self._policy, len(events))
-        outcome = _OUTCOMES.get(decision.action, Outcome.WORKING)
-        cause = describe(decision.status, decision.code)
-        if decision.status is None:
-            cause = decision.detail
-        self.health.observe(outcome, loop.time(), probe=probe, cause=cause, code=decision.code)
+        about = _about_endpoint(decision)
+        outcome = _OUTCOMES.get(about.action, Outcome.WORKING)
+        cause = describe(about.status, about.code)
+        if about.status is None:
+            cause = about.detail
+        self.health.observe(outcome, loop.time(), probe=probe, cause=cause, code=about.code)
         status = "transport" if decision.status is None else str(decision.status)
         self._metrics.requests.labels(status, _label(decision.code)).inc()
         self._metrics.request_seconds.observe(result.elapsed_s)
@@ -220,6 +228,46 @@ class Delivery:
             self._send(destination, events[:middle], tries),
             self._send(destination, events[middle:], tries),
         )
+
+    async def _settle_receipts(
+        self, destination: str, events: list[Event], decision: Decision, tries: int
+    ) -> tuple[list[Event], list[Event], Decision]:
+        """Per-event answers: ack the accepted, dead-letter the refused at once.
+
+        Returns the events held by a pause code, those to retry, and the decision to retry
+        them under (the first retried receipt's).
+        """
+        accepted: list[Event] = []
+        held: list[Event] = []
+        retried: list[Event] = []
+        refused: dict[Decision, list[Event]] = {}
+        retry_decision = decision
+        for event, receipt in zip(events, decision.receipts, strict=True):
+            if receipt.action is Action.ACK:
+                accepted.append(event)
+            elif receipt.action is Action.PAUSE:
+                held.append(event)
+            elif receipt.action is Action.RETRY:
+                if not retried:
+                    retry_decision = receipt
+                retried.append(event)
+            else:  # isolate, dead-letter, split: this one event is refused as it is
+                refused.setdefault(receipt, []).append(event)
+        self._ack(destination, accepted)
+        if refused:
+            await asyncio.gather(
+                *(
+                    self._dead_letter_all(
+                        destination,
+                        group,
+                        receipt,
+                        tries,
+                        "too_large" if receipt.action is Action.SPLIT else "rejected",
+                    )
+                    for receipt, group in refused.items()
+                )
+            )
+        return held, retried, retry_decision
 
     def _ack(self, destination: str, events: Sequence[Event]) -> None:
         if not events:
@@ -363,6 +411,17 @@ class Delivery:
                     else "fix the credentials or the endpoint configuration; probing until it works"
                 ),
             )
+
+
+def _about_endpoint(decision: Decision) -> Decision:
+    """The decision that says how the endpoint is.
+
+    Per-event receipts are answers about events, so the endpoint works, unless a receipt
+    carries a pause code (a bad token), which every event would get.
+    """
+    if decision.action is Action.PARTIAL:
+        return next((r for r in decision.receipts if r.action is Action.PAUSE), decision)
+    return decision
 
 
 def _label(value: int | None) -> str:

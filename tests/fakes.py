@@ -254,7 +254,8 @@ class FakeEndpoint:
     """Answers by ``mode``; records every request's time, destination and event ids.
 
     Modes: ``ok`` (204), ``receipts`` (200 with a receipt per event, every ``receipt_fail_every``
-    -th failing), ``flaky`` (every ``flaky_every``-th request 500/1003), ``down`` (503),
+    -th failing as ``receipt_failure`` says; ``receipt_shortfall`` receipts fewer than events,
+    the events without one not accepted), ``flaky`` (every ``flaky_every``-th request 500/1003), ``down`` (503),
     ``refused`` (a transport error), ``throttled`` (429/2003 with ``Retry-After: 1``),
     ``unauthorized`` (400/3001, a pause code). Whatever the mode, a body over ``max_body``
     bytes is a 413 and a batch holding a poison event (``"poison": true``) is a 400/3004.
@@ -264,6 +265,8 @@ class FakeEndpoint:
     latency_s: float = 0.005
     max_body: int = 1_000_000
     receipt_fail_every: int = 7
+    receipt_failure: dict[str, Any] = field(default_factory=lambda: {"success": False})
+    receipt_shortfall: int = 0
     flaky_every: int = 3
     requests: list[tuple[float, str, int]] = field(default_factory=list)  # time, status, events
     accepted: Counter[str] = field(default_factory=Counter)  # event_id -> times accepted
@@ -296,10 +299,10 @@ class FakeEndpoint:
         if any(e.get("poison") for e in events):
             return SendResult(400, b'{"code":3004}')
         if mode == "receipts":
-            receipts = []
-            for index, event in enumerate(events):
+            receipts: list[dict[str, Any]] = []
+            for index, event in enumerate(events[: max(0, len(events) - self.receipt_shortfall)]):
                 ok = (self._count + index) % self.receipt_fail_every != 0
-                receipts.append({"success": ok})
+                receipts.append({"success": True} if ok else self.receipt_failure)
                 if ok:
                     self.accepted[event["event_id"]] += 1
             return SendResult(200, orjson.dumps({"receipts": receipts}))

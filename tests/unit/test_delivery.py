@@ -133,3 +133,63 @@ def test_retriable_publish_failures_turn_readiness_off_only_after_the_configured
         assert h.readiness() == (True, "ready")
     finally:
         h.stop()
+
+
+def test_a_receipts_list_shorter_than_the_batch_is_retried_never_acked(harness: Harness) -> None:
+    # The last event of each request gets no receipt (and is not accepted): acking the request
+    # whole would commit an event that never arrived.
+    harness.endpoint.mode = "receipts"
+    harness.endpoint.receipt_fail_every = 10**9  # every receipt present says success
+    harness.endpoint.receipt_shortfall = 1
+    harness.start()
+    harness.produce(60)
+    harness.run_for(0.5)
+    harness.endpoint.receipt_shortfall = 0
+    harness.run_until(harness.all_finished, 300, "every event finished")
+    assert len(harness.delivered()) == 60, "an event without a receipt was acked unsent"
+    assert harness.dead_letters() == []
+
+
+def test_failed_receipts_are_failures_of_events_not_of_the_endpoint(harness: Harness) -> None:
+    harness.endpoint.mode = "receipts"
+    harness.endpoint.receipt_fail_every = 1  # every receipt fails, for a minute
+    harness.start()
+    harness.produce(100)
+    states = set()
+    for _ in range(120):
+        harness.run_for(0.5)
+        states.add(harness.pipeline.health.state)
+    assert State.DOWN not in states and State.PAUSED not in states, states
+    harness.endpoint.receipt_fail_every = 10**9
+    harness.run_until(harness.all_finished, 600, "every event finished")
+
+
+def test_a_receipt_with_3004_dead_letters_the_event_as_rejected_at_once(harness: Harness) -> None:
+    harness.endpoint.mode = "receipts"
+    harness.endpoint.receipt_fail_every = 5
+    harness.endpoint.receipt_failure = {"success": False, "code": 3004}
+    harness.start()
+    harness.produce(100)
+    harness.run_until(harness.all_finished, 300, "every event finished")
+    reasons = harness.dead_letter_reasons()
+    assert reasons and set(reasons.values()) == {"rejected"}, reasons
+    assert harness.broker.records(f"{TOPIC}.retry.1") == [], "a 3004 is not retried"
+    assert len(harness.delivered()) + len(reasons) == 100
+    dead = harness.dead_letters()[0]
+    assert dict(dead.headers)["forwarder.error.code"] == b"3004"
+    assert dict(dead.headers)["forwarder.error.status"] == b"400"
+
+
+def test_a_receipt_with_a_pause_code_pauses_instead_of_spending_retries(harness: Harness) -> None:
+    harness.endpoint.mode = "receipts"
+    harness.endpoint.receipt_fail_every = 3
+    harness.endpoint.receipt_failure = {"success": False, "error": {"code": 3001}}
+    harness.start()
+    harness.produce(60)
+    harness.run_until(lambda: harness.pipeline.health.state is State.PAUSED, 30, "paused")
+    harness.run_for(600)
+    assert harness.dead_letters() == []
+    assert harness.broker.records(f"{TOPIC}.retry.1") == []
+    harness.endpoint.receipt_fail_every = 10**9
+    harness.run_until(harness.all_finished, 300, "every event finished")
+    assert len(harness.delivered()) == 60
