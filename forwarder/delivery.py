@@ -21,6 +21,7 @@ for too long and stops fetching when a write can never succeed (not authorized, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -93,6 +94,8 @@ class Delivery:
         self._log = structlog.get_logger("forwarder.delivery")
         self._changed = asyncio.Event()
         self._health_logged_at = float("-inf")
+        self._capped_logged_at = float("-inf")
+        self._capped_since_log = 0  # Retry-After answers capped since the last log line
         self._shown_state = State.HEALTHY
         self._shown_code = ""
         self.publish_trouble: dict[str, PublishTrouble] = {}
@@ -191,6 +194,11 @@ class Delivery:
         finally:
             self._limiter.release()
         decision = classify(result, self._policy, len(events))
+        if (
+            decision.retry_after_s is not None
+            and decision.retry_after_s > self._retry.max_retry_after_s
+        ):
+            decision = self._cap_retry_after(destination, decision, loop.time())
         about = _about_endpoint(decision)
         outcome = _OUTCOMES.get(about.action, Outcome.WORKING)
         cause = describe(about.status, about.code)
@@ -204,6 +212,25 @@ class Delivery:
             self._metrics.probes.labels(outcome.value).inc()
         self._health_changed(loop.time())
         return decision
+
+    def _cap_retry_after(self, destination: str, decision: Decision, now: float) -> Decision:
+        """A ``Retry-After`` beyond ``retry.max_retry_after_s`` holds back only that long."""
+        cap = self._retry.max_retry_after_s
+        self._capped_since_log += 1
+        if now - self._capped_logged_at >= LOG_INTERVAL_S:
+            self._capped_logged_at = now
+            self._log.warning(
+                "retry_after_capped",
+                destination=destination,
+                status=decision.status,
+                code=decision.code,
+                retry_after_s=decision.retry_after_s,
+                capped_to_s=cap,
+                times=self._capped_since_log,
+                key="retry.max_retry_after_s",
+            )
+            self._capped_since_log = 0
+        return dataclasses.replace(decision, retry_after_s=cap)
 
     def _delay(self, tries: int, decision: Decision) -> float:
         return retry_delay_s(

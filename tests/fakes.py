@@ -256,7 +256,7 @@ class FakeEndpoint:
     Modes: ``ok`` (204), ``receipts`` (200 with a receipt per event, every ``receipt_fail_every``
     -th failing as ``receipt_failure`` says; ``receipt_shortfall`` receipts fewer than events,
     the events without one not accepted), ``flaky`` (every ``flaky_every``-th request 500/1003), ``down`` (503),
-    ``refused`` (a transport error), ``throttled`` (429/2003 with ``Retry-After: 1``),
+    ``refused`` (a transport error), ``throttled`` (429/2003 with ``Retry-After``, 1 s unless ``retry_after_s``),
     ``unauthorized`` (400/3001, a pause code). Whatever the mode, a body over ``max_body``
     bytes is a 413 and a batch holding a poison event (``"poison": true``) is a 400/3004.
     """
@@ -268,6 +268,7 @@ class FakeEndpoint:
     receipt_failure: dict[str, Any] = field(default_factory=lambda: {"success": False})
     receipt_shortfall: int = 0
     flaky_every: int = 3
+    retry_after_s: float = 1.0  # of ``throttled``
     requests: list[tuple[float, str, int]] = field(default_factory=list)  # time, status, events
     accepted: Counter[str] = field(default_factory=Counter)  # event_id -> times accepted
     _count: int = 0
@@ -289,7 +290,7 @@ class FakeEndpoint:
         if mode == "down":
             return SendResult(503, b'{"error":{"code":1001}}')
         if mode == "throttled":
-            return SendResult(429, b'{"code":2003}', retry_after_s=1.0)
+            return SendResult(429, b'{"code":2003}', retry_after_s=self.retry_after_s)
         if mode == "unauthorized":
             return SendResult(400, b'{"code":3001}')
         if mode == "flaky" and self._count % self.flaky_every == 0:

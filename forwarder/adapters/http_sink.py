@@ -13,7 +13,6 @@ the message names the exception type and the URL path, never a header.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import ssl
 import time
 from typing import Literal
@@ -23,24 +22,11 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from forwarder.config import EndpointConfig, LimitsConfig
+from forwarder.core.backoff import parse_retry_after
 from forwarder.core.classify import SendResult
 
 CONTENT_TYPE = "application/vnd.treasuredata.v1+json"
 Transport = Literal["aiohttp", "httpx"]
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds from ``Retry-After``: delta seconds or an HTTP date; None when absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 def _tls_hint(exc: BaseException | None) -> str:

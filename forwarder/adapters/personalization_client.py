@@ -17,8 +17,8 @@ import httpx
 import orjson
 from httpx_aiohttp import AiohttpTransport
 
-from forwarder.adapters.http_sink import parse_retry_after
 from forwarder.config import PersonalizationService, Secret
+from forwarder.core.backoff import parse_retry_after
 
 MAX_BODY_BYTES = 1_000_000
 

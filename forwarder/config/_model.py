@@ -127,6 +127,8 @@ class RetryConfig:
     backoff_max_ms: int = 10_000
     # Delay in seconds of each retry tier topic <topic>.retry.<n>; empty: no tiers.
     tiers: tuple[float, ...] = (5.0, 30.0, 300.0)
+    # The longest Retry-After honoured: the endpoint's answer holds every request back.
+    max_retry_after_s: float = 300.0
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Iterator
 
 import pytest
+import structlog.testing
 
 from forwarder.core.health import State
 from forwarder.ports import PublishResult
@@ -193,3 +194,27 @@ def test_a_receipt_with_a_pause_code_pauses_instead_of_spending_retries(harness:
     harness.endpoint.receipt_fail_every = 10**9
     harness.run_until(harness.all_finished, 300, "every event finished")
     assert len(harness.delivered()) == 60
+
+
+@pytest.mark.parametrize(("cap", "within"), [(None, 300 + 60), (20, 20 + 30)])
+def test_a_retry_after_of_a_day_holds_the_endpoint_back_only_up_to_the_cap(
+    cap: int | None, within: float
+) -> None:
+    overrides = {} if cap is None else {"retry__max_retry_after_s": cap}
+    h = Harness(seed=3, **overrides)
+    try:
+        h.endpoint.mode = "throttled"
+        h.endpoint.retry_after_s = 86_400.0
+        with structlog.testing.capture_logs() as logs:
+            h.start()
+            h.produce(50)
+            h.run_until(lambda: len(h.endpoint.requests) > 0, 10, "a first request")
+            h.endpoint.mode = "ok"
+            took = h.run_until(h.all_finished, within, "delivered once the capped wait is over")
+        capped = [e for e in logs if e["event"] == "retry_after_capped"]
+        assert capped and capped[0]["retry_after_s"] == 86_400.0
+        assert capped[0]["capped_to_s"] == (cap or 300)
+        assert h.dead_letters() == []
+        print(f"cap {cap or 300}s: delivered {took:.0f} virtual s after a Retry-After of a day")
+    finally:
+        h.stop()
