@@ -148,7 +148,7 @@ class Delivery:
                     self._limiter.slow_down(decision.retry_after_s)
                 if tries < self._retry.attempts:
                     self._metrics.retried.labels(
-                        "0", _label(decision.status), _label(decision.code)
+                        "0", _label(decision.status), self._policy.code_label(decision.code)
                     ).inc(len(events))
                     await asyncio.sleep(self._delay(tries, decision))
                     continue
@@ -206,7 +206,7 @@ class Delivery:
             cause = about.detail
         self.health.observe(outcome, loop.time(), probe=probe, cause=cause, code=about.code)
         status = "transport" if decision.status is None else str(decision.status)
-        self._metrics.requests.labels(status, _label(decision.code)).inc()
+        self._metrics.requests.labels(status, self._policy.code_label(decision.code)).inc()
         self._metrics.request_seconds.observe(result.elapsed_s)
         if probe:
             self._metrics.probes.labels(outcome.value).inc()
@@ -326,7 +326,9 @@ class Delivery:
                 not_before_ms=int((now + delay) * 1000),
             )
             tier = topic.rsplit(".", 1)[1]
-            self._metrics.retried.labels(tier, _label(decision.status), _label(decision.code)).inc()
+            self._metrics.retried.labels(
+                tier, _label(decision.status), self._policy.code_label(decision.code)
+            ).inc()
             parked.append(self._publish(topic, record, headers))
         if parked:
             await asyncio.gather(*parked)
@@ -354,7 +356,7 @@ class Delivery:
             record, failure, attempts=attempts, destination=destination, now=self._wall()
         )
         self._metrics.dead_lettered.labels(
-            failure.reason, _label(failure.status), _label(failure.code)
+            failure.reason, _label(failure.status), self._policy.code_label(failure.code)
         ).inc()
         await self._publish(self._topics.dlq_for(record.topic), record, headers)
 
@@ -408,7 +410,7 @@ class Delivery:
         health = self.health
         self._changed.set()
         self._changed = asyncio.Event()
-        code = _label(health.cause_code)
+        code = self._policy.code_label(health.cause_code)
         if health.state is not self._shown_state or (health.blocked and code != self._shown_code):
             self._metrics.endpoint_state.labels(self._shown_state.value).set(0)
             self._metrics.endpoint_state.labels(health.state.value).set(1)

@@ -269,6 +269,7 @@ class FakeEndpoint:
     receipt_shortfall: int = 0
     flaky_every: int = 3
     retry_after_s: float = 1.0  # of ``throttled``
+    answer: SendResult | None = None  # when set, the answer to every request, whatever the mode
     requests: list[tuple[float, str, int]] = field(default_factory=list)  # time, status, events
     accepted: Counter[str] = field(default_factory=Counter)  # event_id -> times accepted
     _count: int = 0
@@ -284,6 +285,8 @@ class FakeEndpoint:
         return result
 
     def _answer(self, body: bytes, events: list[dict[str, Any]]) -> SendResult:
+        if self.answer is not None:
+            return self.answer
         mode = self.mode
         if mode == "refused":
             return SendResult(transport_error="ConnectError posting to /db/table")

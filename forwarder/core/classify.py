@@ -19,6 +19,7 @@ dead-lettered as ``rejected`` at once, a token code pauses), one without a code 
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,8 @@ class Action(enum.Enum):
     PAUSE = "pause"  # systemic fault: stop consuming and probe
     PARTIAL = "partial"  # per-event receipts: ack the successes, retry the failures
 
+
+OTHER_CODE = "other"  # the metric label of a code outside the error table and the policy
 
 CONFIGURABLE = {Action.RETRY, Action.ISOLATE, Action.SPLIT, Action.DEAD_LETTER, Action.PAUSE}
 
@@ -134,6 +137,18 @@ class Policy:
     def from_config(cls, overrides: Mapping[str, str]) -> Policy:
         """From the config's ``[policy]`` table: ``"400:3004" = "isolate"`` and so on."""
         return cls.with_overrides({key: Action(value) for key, value in overrides.items()})
+
+    @functools.cached_property
+    def known_codes(self) -> frozenset[int]:
+        """Endpoint codes that may be metric labels: the error table's and those named here."""
+        named = {_as_code(key.partition(":")[2]) for key in self.rules if ":" in key}
+        return frozenset(CODE_MEANINGS) | {code for code in named if code is not None}
+
+    def code_label(self, code: int | None) -> str:
+        """A metric label for an endpoint code: bounded, since codes come from response bodies."""
+        if code is None:
+            return ""
+        return str(code) if code in self.known_codes else OTHER_CODE
 
     def action_for(self, status: int | None, code: int | None) -> Action:
         if status is None:

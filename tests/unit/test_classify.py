@@ -144,3 +144,17 @@ def test_a_failed_receipt_with_a_code_is_routed_by_the_policy_for_that_code() ->
     assert classify(SendResult(status=200, body=body), overridden, 6).receipts[1].action is (
         Action.RETRY
     )
+
+
+def test_code_labels_are_the_table_s_codes_those_of_the_policy_or_other() -> None:
+    policy = Policy.with_overrides({"500:5000": Action.RETRY, "503": Action.PAUSE})
+    assert policy.code_label(None) == ""
+    assert policy.code_label(3004) == "3004"
+    assert policy.code_label(5000) == "5000"
+    assert policy.code_label(5001) == "other"
+    assert POLICY.code_label(5000) == "other"
+    assert {POLICY.code_label(c) for c in range(100_000)} == {
+        *(str(c) for c in POLICY.known_codes),
+        "other",
+    }
+    assert len(POLICY.known_codes) == 21

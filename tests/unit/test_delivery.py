@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
+import orjson
 import pytest
 import structlog.testing
 
+from forwarder.core.classify import SendResult
 from forwarder.core.health import State
 from forwarder.ports import PublishResult
 from tests.harness import TOPIC, Harness
@@ -216,5 +218,35 @@ def test_a_retry_after_of_a_day_holds_the_endpoint_back_only_up_to_the_cap(
         assert capped[0]["capped_to_s"] == (cap or 300)
         assert h.dead_letters() == []
         print(f"cap {cap or 300}s: delivered {took:.0f} virtual s after a Retry-After of a day")
+    finally:
+        h.stop()
+
+
+def test_endpoint_codes_in_metric_labels_are_the_known_ones_or_other() -> None:
+    # A code comes from a response body: an endpoint (or a proxy in front of it) answering with
+    # ever new numbers must not grow the metrics without bound.
+    h = Harness(seed=4, **{"policy__500:5000": "retry"})  # a code named in the config is known
+    try:
+        h.start()
+        for status, code in [(500, 777_001), (500, 1003), (500, 5000), (404, 777_002)]:
+            h.endpoint.answer = SendResult(status, orjson.dumps({"code": code}))
+            h.produce(10)
+            h.run_for(3)
+        h.endpoint.answer = SendResult(401, b'{"error": {"code": "888888"}}')
+        h.produce(20)  # the 404s dead-lettered the first ones
+        h.run_until(lambda: h.pipeline.health.state is State.PAUSED, 30, "paused")
+        paused = h.pipeline.metrics.paused
+        assert paused.labels("other")._value.get() == 1
+        h.endpoint.answer = None
+        h.run_until(h.all_finished, 300, "every event finished")
+        codes = {
+            sample.labels["code"]
+            for metric in h.pipeline.metrics.registry.collect()
+            for sample in metric.samples
+            if "code" in sample.labels
+        }
+        assert codes <= {"", "other", "1003", "5000"}, codes
+        assert {"other", "1003", "5000"} <= codes
+        assert paused.labels("other")._value.get() == 0
     finally:
         h.stop()
