@@ -10,7 +10,9 @@ Faults of the endpoint are not faults of the batch. Every answer feeds the endpo
 systemic answer such as a bad token), batches wait in memory, one small probe at a time finds
 out whether it is back, and no event spends its retry budget: attempts and tier moves count
 only failures of an endpoint that otherwise works. So an outage of any length ends in a
-catch-up, never in dead letters.
+catch-up, never in dead letters. Per-event receipts are answers about events, not about the
+endpoint: each failed one is routed by its own code (``classify``), and only a pause code
+among them pauses the endpoint.
 
 Writes to the retry and dead-letter topics are retried until the broker acknowledges them:
 each failure is counted (``forwarder_publish_failures_total``), logged at most once per

@@ -6,10 +6,7 @@ see forwarder/localkafka/_secured.py); topics are created and filled over its PL
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +24,7 @@ from forwarder.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox
 from forwarder.traffic import TrafficGenerator, produce
 
-from .support import REGISTRY, env_for, running, uuid_of, wait_delivered
+from .support import REGISTRY, env_for, forwarder_cli, running, uuid_of, wait_delivered
 
 OIDC_CLIENT = ("forwarder", "oidc-client-secret")
 
@@ -111,22 +108,6 @@ def security_env(cluster: KafkaCluster, mechanism: str, tmp_path: Path) -> dict[
             "FORWARDER_KAFKA__OAUTH_TOKEN_FILE": str(token_file),
         }
     return env
-
-
-async def forwarder_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "forwarder",
-        *args,
-        env={**os.environ, **env, "FORWARDER_OPS__PORT": "0", "FORWARDER_OPS__LOG_FORMAT": "json"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def forward_and_inspect(
