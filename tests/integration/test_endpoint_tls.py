@@ -76,7 +76,7 @@ def _config(url: str, **env: str) -> Config:
 async def _post(config: Config, transport: Transport) -> tuple[int | None, str | None]:
     sink = HttpSink(config.endpoint, config.limits, transport)
     try:
-        result = await sink.post("clickstream.page_view", BODY)
+        result = await sink.send("clickstream.page_view", BODY)
     finally:
         await sink.aclose()
     return result.status, result.transport_error

@@ -49,11 +49,16 @@ async def _all_delivered(sandbox: RunningSandbox, expected: set[str], timeout: f
 
 
 def _tiered_config(kafka: str, topic: str, sandbox: RunningSandbox, tiers: str) -> Config:
-    """Two quick tries in process, then the given retry tiers (seconds, comma-separated)."""
+    """Two quick tries in process, then the given retry tiers (seconds, comma-separated).
+
+    These tests are about failures of the events while the endpoint is otherwise healthy, so
+    the endpoint is never judged down (an outage is tests/integration/test_outage.py).
+    """
     return config_for(
         kafka,
         topic,
         sandbox.url,
+        health__down_after_failures=1_000_000,
         retry__attempts=2,
         retry__backoff_initial_ms=10,
         retry__backoff_max_ms=20,
