@@ -45,10 +45,9 @@ async def topic_size(bootstrap: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
+        if topic not in await consumer.topics():  # topics() refreshes the metadata
+            return 0
         partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer.client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
         ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
         return sum(ends.values())
     finally:
