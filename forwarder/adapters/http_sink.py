@@ -40,6 +40,11 @@ def _tls_hint(exc: BaseException | None) -> str:
     return ""
 
 
+def trust(ca_file: str) -> ssl.SSLContext | bool:
+    """A private CA replaces the default trust store (an egress proxy re-signing TLS)."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True
+
+
 class HttpSink:
     def __init__(
         self, endpoint: EndpointConfig, limits: LimitsConfig, transport: Transport = "aiohttp"
@@ -57,7 +62,7 @@ class HttpSink:
         timeout = httpx.Timeout(endpoint.timeout_s)
         # A private CA replaces the default trust store (an egress proxy re-signing TLS); the
         # proxy was resolved by the config (explicit, else HTTPS_PROXY/NO_PROXY).
-        verify = ssl.create_default_context(cafile=endpoint.ca_file) if endpoint.ca_file else True
+        verify = trust(endpoint.ca_file)
         proxy = httpx.Proxy(endpoint.proxy) if endpoint.proxy else None
         chosen: httpx.AsyncBaseTransport = (
             AiohttpTransport(limits=pool, verify=verify, proxy=proxy)

@@ -186,6 +186,9 @@ class PersonalizationService:
     max_age_s: float = 30.0
     queue_max_entries: int = 10_000
     fallback_outputs: Mapping[str, Any] = field(default_factory=dict)
+    # Default: endpoint.ca_file, and the proxy HTTPS_PROXY/NO_PROXY name for this host.
+    ca_file: str = ""
+    proxy: str = ""
 
     @property
     def base_url(self) -> str:

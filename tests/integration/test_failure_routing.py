@@ -49,11 +49,16 @@ async def _all_delivered(sandbox: RunningSandbox, expected: set[str], timeout: f
 
 
 def _tiered_config(kafka: str, topic: str, sandbox: RunningSandbox, tiers: str) -> Config:
-    """Two quick tries in process, then the given retry tiers (seconds, comma-separated)."""
+    """Two quick tries in process, then the given retry tiers (seconds, comma-separated).
+
+    These tests are about failures of the events while the endpoint is otherwise healthy, so
+    the endpoint is never judged down (an outage is tests/integration/test_outage.py).
+    """
     return config_for(
         kafka,
         topic,
         sandbox.url,
+        health__down_after_failures=1_000_000,
         retry__attempts=2,
         retry__backoff_initial_ms=10,
         retry__backoff_max_ms=20,
@@ -93,14 +98,19 @@ async def test_transient_errors_and_throttling_deliver_everything_within_the_rat
     assert not await read_all(kafka, f"{topic}.dlq")
     async with httpx.AsyncClient(base_url=sandbox.url) as http:
         times = sorted((await http.get("/_sandbox/requests")).json()["times"])
-    # In any one-second window, no more requests than the rate plus the burst.
+    # In any one-second window, no more requests than the rate plus the burst. The times are
+    # the sandbox's arrival times: scheduling jitter between the limiter and the server (0.1 s
+    # allowed on a shared machine) can bring requests sent just over a second apart into one
+    # window. The exact bound at the sender is checked in virtual time by
+    # tests/unit/test_delivery_model.py.
+    allowed = math.floor(burst + rate * (1 + 0.1))
     start = 0
     worst = 0
     for end, stamp in enumerate(times):
         while stamp - times[start] >= 1.0:
             start += 1
         worst = max(worst, end - start + 1)
-    assert worst <= rate + burst, f"{worst} requests in one second"
+    assert worst <= allowed, f"{worst} requests in one second (limit {rate} + burst {burst})"
     print(f"{len(times)} requests, at most {worst} in any second (limit {rate} + burst {burst})")
 
 

@@ -113,7 +113,7 @@ def security_env(cluster: KafkaCluster, mechanism: str, tmp_path: Path) -> dict[
 async def forward_and_inspect(
     cluster: KafkaCluster, listener: str, sandbox: RunningSandbox, env: dict[str, str]
 ) -> None:
-    """1,000 events through the secured listener to the sandbox; then `dlq stats` over it."""
+    """1,000 events through the secured listener to the sandbox; `dlq stats` and `replay` over it."""
     topic = f"sec-{uuid.uuid4().hex[:10]}"
     await create_topic(cluster.bootstrap_servers, topic, 2)
     generator = TrafficGenerator(seed=3, bad_ratio=0.03, run_id=topic)
@@ -127,6 +127,11 @@ async def forward_and_inspect(
     code, out, err = await forwarder_cli(full_env, "dlq", "stats", "--json")
     assert code == 0, err
     assert orjson.loads(out)[f"{topic}.dlq"]["total"] == bad > 0
+    # Replay reads the dead-letter topic and writes to the source topic: both over the listener.
+    code, out, err = await forwarder_cli(full_env, "dlq", "replay", "--json")
+    assert code == 0, err
+    summary = orjson.loads(out)
+    assert summary["replayed"] == summary["selected"] == bad, summary
 
 
 @pytest.mark.parametrize("listener", ["SCRAM", "PLAIN", "MTLS", "OAUTH"])
