@@ -261,7 +261,11 @@ def dlq_replay(
         str | None, typer.Option(help="Replay to this topic instead of the original one.")
     ] = None,
     group: Annotated[
-        str | None, typer.Option(help="Progress consumer group (default <group_id>.replay).")
+        str | None,
+        typer.Option(
+            help="Progress consumer group (default: <group_id>.replay.<digest of the selection>,"
+            " one per combination of filters, --to and --revalidate)."
+        ),
     ] = None,
     from_beginning: Annotated[
         bool, typer.Option("--from-beginning", help="Rescan, ignoring saved progress.")
@@ -276,7 +280,7 @@ def dlq_replay(
     json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Re-produce selected dead letters to their original topic, resumably and loss-free."""
-    from forwarder.core.dead_letters import Selection, parse_time
+    from forwarder.core.dead_letters import Selection, parse_time, progress_group
     from forwarder.dlq import ReplayOptions
     from forwarder.dlq_report import run_replay
     from forwarder.service import load_registry
@@ -301,7 +305,10 @@ def dlq_replay(
             selection=selection,
             to=to,
             limit=limit,
-            group_id=group or f"{loaded.kafka.group_id}.replay",
+            group_id=group
+            or progress_group(
+                f"{loaded.kafka.group_id}.replay", selection, to=to, revalidate=revalidate
+            ),
             from_beginning=from_beginning,
             revalidate=load_registry(loaded) if revalidate else None,
             rate=rate,

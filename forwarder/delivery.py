@@ -10,7 +10,9 @@ Faults of the endpoint are not faults of the batch. Every answer feeds the endpo
 systemic answer such as a bad token), batches wait in memory, one small probe at a time finds
 out whether it is back, and no event spends its retry budget: attempts and tier moves count
 only failures of an endpoint that otherwise works. So an outage of any length ends in a
-catch-up, never in dead letters.
+catch-up, never in dead letters. Per-event receipts are answers about events, not about the
+endpoint: each failed one is routed by its own code (``classify``), and only a pause code
+among them pauses the endpoint.
 
 Writes to the retry and dead-letter topics are retried until the broker acknowledges them:
 each failure is counted (``forwarder_publish_failures_total``), logged at most once per
@@ -21,6 +23,7 @@ for too long and stops fetching when a write can never succeed (not authorized, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -93,6 +96,8 @@ class Delivery:
         self._log = structlog.get_logger("forwarder.delivery")
         self._changed = asyncio.Event()
         self._health_logged_at = float("-inf")
+        self._capped_logged_at = float("-inf")
+        self._capped_since_log = 0  # Retry-After answers capped since the last log line
         self._shown_state = State.HEALTHY
         self._shown_code = ""
         self.publish_trouble: dict[str, PublishTrouble] = {}
@@ -128,17 +133,24 @@ class Delivery:
             if action is Action.PAUSE or (action is Action.RETRY and self.health.blocked):
                 continue  # the endpoint, not the batch: wait for it without spending the budget
             if action is Action.PARTIAL:
-                accepted = [e for e, ok in zip(chunk, decision.accepted, strict=True) if ok]
-                self._ack(destination, accepted)
-                chunk = [e for e, ok in zip(chunk, decision.accepted, strict=True) if not ok]
+                held, retried, retry_decision = await self._settle_receipts(
+                    destination, chunk, decision, tries
+                )
+                if held:  # a pause code in a receipt: the endpoint is paused, wait for it
+                    events = held + retried + rest
+                    continue
+                if not retried:
+                    events = rest
+                    continue
+                chunk, decision, action = retried, retry_decision, Action.RETRY
             events = chunk + rest
-            if action in (Action.RETRY, Action.PARTIAL):
+            if action is Action.RETRY:
                 tries += 1
                 if decision.retry_after_s is not None and decision.status in THROTTLE_STATUSES:
                     self._limiter.slow_down(decision.retry_after_s)
                 if tries < self._retry.attempts:
                     self._metrics.retried.labels(
-                        "0", _label(decision.status), _label(decision.code)
+                        "0", _label(decision.status), self._policy.code_label(decision.code)
                     ).inc(len(events))
                     await asyncio.sleep(self._delay(tries, decision))
                     continue
@@ -184,18 +196,43 @@ class Delivery:
         finally:
             self._limiter.release()
         decision = classify(result, self._policy, len(events))
-        outcome = _OUTCOMES.get(decision.action, Outcome.WORKING)
-        cause = describe(decision.status, decision.code)
-        if decision.status is None:
-            cause = decision.detail
-        self.health.observe(outcome, loop.time(), probe=probe, cause=cause, code=decision.code)
+        if (
+            decision.retry_after_s is not None
+            and decision.retry_after_s > self._retry.max_retry_after_s
+        ):
+            decision = self._cap_retry_after(destination, decision, loop.time())
+        about = _about_endpoint(decision)
+        outcome = _OUTCOMES.get(about.action, Outcome.WORKING)
+        cause = describe(about.status, about.code)
+        if about.status is None:
+            cause = about.detail
+        self.health.observe(outcome, loop.time(), probe=probe, cause=cause, code=about.code)
         status = "transport" if decision.status is None else str(decision.status)
-        self._metrics.requests.labels(status, _label(decision.code)).inc()
+        self._metrics.requests.labels(status, self._policy.code_label(decision.code)).inc()
         self._metrics.request_seconds.observe(result.elapsed_s)
         if probe:
             self._metrics.probes.labels(outcome.value).inc()
         self._health_changed(loop.time())
         return decision
+
+    def _cap_retry_after(self, destination: str, decision: Decision, now: float) -> Decision:
+        """A ``Retry-After`` beyond ``retry.max_retry_after_s`` holds back only that long."""
+        cap = self._retry.max_retry_after_s
+        self._capped_since_log += 1
+        if now - self._capped_logged_at >= LOG_INTERVAL_S:
+            self._capped_logged_at = now
+            self._log.warning(
+                "retry_after_capped",
+                destination=destination,
+                status=decision.status,
+                code=decision.code,
+                retry_after_s=decision.retry_after_s,
+                capped_to_s=cap,
+                times=self._capped_since_log,
+                key="retry.max_retry_after_s",
+            )
+            self._capped_since_log = 0
+        return dataclasses.replace(decision, retry_after_s=cap)
 
     def _delay(self, tries: int, decision: Decision) -> float:
         return retry_delay_s(
@@ -220,6 +257,46 @@ class Delivery:
             self._send(destination, events[:middle], tries),
             self._send(destination, events[middle:], tries),
         )
+
+    async def _settle_receipts(
+        self, destination: str, events: list[Event], decision: Decision, tries: int
+    ) -> tuple[list[Event], list[Event], Decision]:
+        """Per-event answers: ack the accepted, dead-letter the refused at once.
+
+        Returns the events held by a pause code, those to retry, and the decision to retry
+        them under (the first retried receipt's).
+        """
+        accepted: list[Event] = []
+        held: list[Event] = []
+        retried: list[Event] = []
+        refused: dict[Decision, list[Event]] = {}
+        retry_decision = decision
+        for event, receipt in zip(events, decision.receipts, strict=True):
+            if receipt.action is Action.ACK:
+                accepted.append(event)
+            elif receipt.action is Action.PAUSE:
+                held.append(event)
+            elif receipt.action is Action.RETRY:
+                if not retried:
+                    retry_decision = receipt
+                retried.append(event)
+            else:  # isolate, dead-letter, split: this one event is refused as it is
+                refused.setdefault(receipt, []).append(event)
+        self._ack(destination, accepted)
+        if refused:
+            await asyncio.gather(
+                *(
+                    self._dead_letter_all(
+                        destination,
+                        group,
+                        receipt,
+                        tries,
+                        "too_large" if receipt.action is Action.SPLIT else "rejected",
+                    )
+                    for receipt, group in refused.items()
+                )
+            )
+        return held, retried, retry_decision
 
     def _ack(self, destination: str, events: Sequence[Event]) -> None:
         if not events:
@@ -251,7 +328,9 @@ class Delivery:
                 not_before_ms=int((now + delay) * 1000),
             )
             tier = topic.rsplit(".", 1)[1]
-            self._metrics.retried.labels(tier, _label(decision.status), _label(decision.code)).inc()
+            self._metrics.retried.labels(
+                tier, _label(decision.status), self._policy.code_label(decision.code)
+            ).inc()
             parked.append(self._publish(topic, record, headers))
         if parked:
             await asyncio.gather(*parked)
@@ -279,7 +358,7 @@ class Delivery:
             record, failure, attempts=attempts, destination=destination, now=self._wall()
         )
         self._metrics.dead_lettered.labels(
-            failure.reason, _label(failure.status), _label(failure.code)
+            failure.reason, _label(failure.status), self._policy.code_label(failure.code)
         ).inc()
         await self._publish(self._topics.dlq_for(record.topic), record, headers)
 
@@ -333,7 +412,7 @@ class Delivery:
         health = self.health
         self._changed.set()
         self._changed = asyncio.Event()
-        code = _label(health.cause_code)
+        code = self._policy.code_label(health.cause_code)
         if health.state is not self._shown_state or (health.blocked and code != self._shown_code):
             self._metrics.endpoint_state.labels(self._shown_state.value).set(0)
             self._metrics.endpoint_state.labels(health.state.value).set(1)
@@ -363,6 +442,17 @@ class Delivery:
                     else "fix the credentials or the endpoint configuration; probing until it works"
                 ),
             )
+
+
+def _about_endpoint(decision: Decision) -> Decision:
+    """The decision that says how the endpoint is.
+
+    Per-event receipts are answers about events, so the endpoint works, unless a receipt
+    carries a pause code (a bad token), which every event would get.
+    """
+    if decision.action is Action.PARTIAL:
+        return next((r for r in decision.receipts if r.action is Action.PAUSE), decision)
+    return decision
 
 
 def _label(value: int | None) -> str:

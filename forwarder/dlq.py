@@ -3,10 +3,13 @@
 Both read a dead-letter topic only up to the end offsets seen when they start, so a replayed
 event that fails again and lands back in the topic is not read twice in one run.
 
-``replay`` is resumable and loss-free: it commits its progress in its own consumer group
-(``<group_id>.replay`` unless told otherwise) only after the broker acknowledged every record
-it re-produced up to that offset. Killed and run again, it continues where the last commit
-left it; ``--from-beginning`` rescans from the start of the topic. Records are re-produced with
+``replay`` is resumable and loss-free: it commits its progress in a consumer group of its
+own per selection (``dead_letters.progress_group``: ``<group_id>.replay.<digest>`` of the
+filters, ``--to`` and ``--revalidate``, unless ``--group`` names one) only after the broker
+acknowledged every record it re-produced up to that offset. Killed and run again with the same
+options, it continues where the last commit left it; a run with other filters starts from the
+beginning, so records an earlier selection skipped or never selected stay replayable;
+``--from-beginning`` rescans. Records are re-produced with
 their original key and value bytes; see ``forwarder.core.dead_letters`` for the headers.
 """
 

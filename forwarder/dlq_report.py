@@ -98,6 +98,7 @@ def run_replay(config: KafkaConfig, options: ReplayOptions, as_json: bool) -> in
 def show_summary(summary: ReplaySummary, options: ReplayOptions, as_json: bool) -> None:
     if as_json:
         data = summary.as_json()
+        data["progress_group"] = options.group_id
         if options.dry_run:
             data["would_replay"] = summary.preview.as_json()
         sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -118,3 +119,5 @@ def show_summary(summary: ReplaySummary, options: ReplayOptions, as_json: bool) 
     if summary.failed:
         table.add_row("[red]could not be replayed[/]", f"{summary.failed:,}")
     console.print(table)
+    if not options.dry_run:
+        console.print(f"progress saved in consumer group {options.group_id}")

@@ -20,8 +20,9 @@ class Redactor:
     """A structlog processor that scrubs secret values from every string in the event."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        # Short strings would blank out ordinary words; real keys and tokens are long.
-        self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        # Every secret, however short: a short password blanks out a few ordinary words in the
+        # logs, which is the lesser harm. Longest first, so a secret holding another goes whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def scrub(self, value: Any) -> Any:
         if isinstance(value, str):

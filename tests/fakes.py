@@ -284,8 +284,9 @@ class FakeEndpoint:
     """Answers by ``mode``; records every request's time, destination and event ids.
 
     Modes: ``ok`` (204), ``receipts`` (200 with a receipt per event, every ``receipt_fail_every``
-    -th failing), ``flaky`` (every ``flaky_every``-th request 500/1003), ``down`` (503),
-    ``refused`` (a transport error), ``throttled`` (429/2003 with ``Retry-After: 1``),
+    -th failing as ``receipt_failure`` says; ``receipt_shortfall`` receipts fewer than events,
+    the events without one not accepted), ``flaky`` (every ``flaky_every``-th request 500/1003), ``down`` (503),
+    ``refused`` (a transport error), ``throttled`` (429/2003 with ``Retry-After``, 1 s unless ``retry_after_s``),
     ``unauthorized`` (400/3001, a pause code). Whatever the mode, a body over ``max_body``
     bytes is a 413 and a batch holding a poison event (``"poison": true``) is a 400/3004.
     """
@@ -294,7 +295,11 @@ class FakeEndpoint:
     latency_s: float = 0.005
     max_body: int = 1_000_000
     receipt_fail_every: int = 7
+    receipt_failure: dict[str, Any] = field(default_factory=lambda: {"success": False})
+    receipt_shortfall: int = 0
     flaky_every: int = 3
+    retry_after_s: float = 1.0  # of ``throttled``
+    answer: SendResult | None = None  # when set, the answer to every request, whatever the mode
     requests: list[tuple[float, str, int]] = field(default_factory=list)  # time, status, events
     sent: list[tuple[float, list[str]]] = field(default_factory=list)  # time, event ids
     accepted: Counter[str] = field(default_factory=Counter)  # event_id -> times accepted
@@ -312,13 +317,15 @@ class FakeEndpoint:
         return result
 
     def _answer(self, body: bytes, events: list[dict[str, Any]]) -> SendResult:
+        if self.answer is not None:
+            return self.answer
         mode = self.mode
         if mode == "refused":
             return SendResult(transport_error="ConnectError posting to /db/table")
         if mode == "down":
             return SendResult(503, b'{"error":{"code":1001}}')
         if mode == "throttled":
-            return SendResult(429, b'{"code":2003}', retry_after_s=1.0)
+            return SendResult(429, b'{"code":2003}', retry_after_s=self.retry_after_s)
         if mode == "unauthorized":
             return SendResult(400, b'{"code":3001}')
         if mode == "flaky" and self._count % self.flaky_every == 0:
@@ -328,10 +335,10 @@ class FakeEndpoint:
         if any(e.get("poison") for e in events):
             return SendResult(400, b'{"code":3004}')
         if mode == "receipts":
-            receipts = []
-            for index, event in enumerate(events):
+            receipts: list[dict[str, Any]] = []
+            for index, event in enumerate(events[: max(0, len(events) - self.receipt_shortfall)]):
                 ok = (self._count + index) % self.receipt_fail_every != 0
-                receipts.append({"success": ok})
+                receipts.append({"success": True} if ok else self.receipt_failure)
                 if ok:
                     self.accepted[event["event_id"]] += 1
             return SendResult(200, orjson.dumps({"receipts": receipts}))

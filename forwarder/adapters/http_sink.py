@@ -13,7 +13,6 @@ the message names the exception type and the URL path, never a header.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import ssl
 import time
 from typing import Literal
@@ -23,24 +22,11 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from forwarder.config import EndpointConfig, LimitsConfig
+from forwarder.core.backoff import parse_retry_after
 from forwarder.core.classify import SendResult
 
 CONTENT_TYPE = "application/vnd.treasuredata.v1+json"
 Transport = Literal["aiohttp", "httpx"]
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds from ``Retry-After``: delta seconds or an HTTP date; None when absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 def _tls_hint(exc: BaseException | None) -> str:
@@ -52,6 +38,11 @@ def _tls_hint(exc: BaseException | None) -> str:
             return f" (certificate: {reason}; see endpoint.ca_file)"
         exc = exc.__cause__ or exc.__context__
     return ""
+
+
+def trust(ca_file: str) -> ssl.SSLContext | bool:
+    """A private CA replaces the default trust store (an egress proxy re-signing TLS)."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True
 
 
 class HttpSink:
@@ -71,7 +62,7 @@ class HttpSink:
         timeout = httpx.Timeout(endpoint.timeout_s)
         # A private CA replaces the default trust store (an egress proxy re-signing TLS); the
         # proxy was resolved by the config (explicit, else HTTPS_PROXY/NO_PROXY).
-        verify = ssl.create_default_context(cafile=endpoint.ca_file) if endpoint.ca_file else True
+        verify = trust(endpoint.ca_file)
         proxy = httpx.Proxy(endpoint.proxy) if endpoint.proxy else None
         chosen: httpx.AsyncBaseTransport = (
             AiohttpTransport(limits=pool, verify=verify, proxy=proxy)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from forwarder.adapters.kafka_common import connection_kwargs, open_admin
-from forwarder.config import KafkaConfig
+from forwarder.config import MAX_BYTES_PER_EVENT, KafkaConfig
 from forwarder.errors import FatalError
 from forwarder.ports import ACKNOWLEDGED, PublishResult
 
@@ -24,6 +26,12 @@ from forwarder.ports import ACKNOWLEDGED, PublishResult
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 TOPIC_CONFIG = {"max.message.bytes": str(MAX_REQUEST_BYTES)}
 CHECK_TIMEOUT_S = 5.0
+# The largest record the forwarder must be able to park or dead-letter: the largest event it
+# accepts (the endpoint's 1 MB per event) plus room for the key, the forwarder's headers (the
+# detail alone is up to 1 KB) and the record batch overhead. Kafka's default max.message.bytes
+# (1,048,588) holds it.
+RECORD_HEADROOM_BYTES = 16 * 1024
+MIN_MESSAGE_BYTES = MAX_BYTES_PER_EVENT + RECORD_HEADROOM_BYTES
 
 
 class KafkaPublisher:
@@ -79,60 +87,118 @@ class KafkaPublisher:
 async def ensure_topics(
     config: KafkaConfig, sources: Sequence[str], suffixes: Sequence[str]
 ) -> list[str]:
-    """Create ``<source><suffix>`` topics that are missing, with the source's partition count.
+    """Create ``<source><suffix>`` topics that are missing, and check the ones that exist.
 
-    Returns the names created. Raises ``FatalError`` with the broker's reason when it forbids
-    creating them (an operator then creates them by hand).
+    New topics get the source's partition count and room for 8 MB records. An existing one
+    whose ``max.message.bytes`` is below ``MIN_MESSAGE_BYTES`` could never take some events,
+    so start-up stops naming it. Returns the names created. Raises ``FatalError`` (one line)
+    when the broker forbids or fails describing or creating them.
     """
     async with open_admin(config) as admin:
-        existing = set(await admin.list_topics())
-        missing = [s for s in sources if s not in existing]
-        if missing:
-            raise FatalError(
-                f"source topic(s) {', '.join(missing)} do not exist; create them first"
-            )
-        described = await admin.describe_topics(list(sources))
-        partitions = {d["topic"]: len(d["partitions"]) for d in described}
-        replication = _replication(len(await _brokers(admin)))
-        new = [
-            NewTopic(
-                f"{s}{suffix}",
-                partitions[s],
-                replication,
-                topic_configs=TOPIC_CONFIG,
-            )
-            for s in sources
-            for suffix in suffixes
-            if f"{s}{suffix}" not in existing
-        ]
-        if not new:
-            return []
         try:
-            response = await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            return []
+            created = await _create_missing(admin, sources, suffixes)
+            derived = [f"{s}{suffix}" for s in sources for suffix in suffixes]
+            await _check_message_bytes(admin, [t for t in derived if t not in created])
         except KafkaError as exc:
             raise FatalError(
-                f"cannot create topics {', '.join(t.name for t in new)}: {type(exc).__name__}; "
-                "create them by hand or grant CREATE on the cluster"
+                f"cannot check or create the retry and dead-letter topics of "
+                f"{', '.join(sources)} at {config.bootstrap_servers}: {_one_line(exc)}; allow "
+                "the forwarder to DESCRIBE, DESCRIBE_CONFIGS and CREATE these topics, or create "
+                "them by hand"
             ) from None
-        for name, code, *_ in getattr(response, "topic_errors", []):
-            if code not in (0, 36):  # 36: already exists (another replica won the race)
-                raise FatalError(
-                    f"cannot create topic {name}: Kafka error code {code}; create it by hand or grant CREATE"
+        return created
+
+
+async def _create_missing(
+    admin: AIOKafkaAdminClient, sources: Sequence[str], suffixes: Sequence[str]
+) -> list[str]:
+    existing = set(await admin.list_topics())
+    missing = [s for s in sources if s not in existing]
+    if missing:
+        raise FatalError(f"source topic(s) {', '.join(missing)} do not exist; create them first")
+    described = await admin.describe_topics(list(sources))
+    partitions = {d["topic"]: len(d["partitions"]) for d in described}
+    replication = _replication(len(await _brokers(admin)))
+    new = [
+        NewTopic(
+            f"{s}{suffix}",
+            partitions[s],
+            replication,
+            topic_configs=TOPIC_CONFIG,
+        )
+        for s in sources
+        for suffix in suffixes
+        if f"{s}{suffix}" not in existing
+    ]
+    if not new:
+        return []
+    try:
+        response = await admin.create_topics(new)
+    except TopicAlreadyExistsError:
+        return []
+    except KafkaError as exc:
+        raise FatalError(
+            f"cannot create topics {', '.join(t.name for t in new)}: {type(exc).__name__}; "
+            "create them by hand or grant CREATE on the cluster"
+        ) from None
+    for name, code, *_ in getattr(response, "topic_errors", []):
+        if code not in (0, 36):  # 36: already exists (another replica won the race)
+            raise FatalError(
+                f"cannot create topic {name}: Kafka error code {code}; create it by hand or grant CREATE"
+            )
+    return [t.name for t in new]
+
+
+async def _check_message_bytes(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> None:
+    """Refuse topics whose ``max.message.bytes`` cannot hold the largest event accepted."""
+    if not topics:
+        return
+    log = structlog.get_logger("forwarder.kafka")
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, t, {"max.message.bytes": None}) for t in topics]
+    )
+    too_small = []
+    for response in responses:
+        for code, message, _kind, name, entries, *_ in response.resources:
+            value = next((e[1] for e in entries if e[0] == "max.message.bytes"), None)
+            if code or value is None:
+                # Not allowed to read it (no DESCRIBE_CONFIGS): say so, the writes will tell.
+                log.warning(
+                    "topic_config_unreadable",
+                    topic=name,
+                    error_code=code,
+                    error=message,
+                    note=f"could not check that max.message.bytes >= {MIN_MESSAGE_BYTES}",
                 )
-        return [t.name for t in new]
+                continue
+            if int(value) < MIN_MESSAGE_BYTES:
+                too_small.append(f"{name} ({value})")
+    if too_small:
+        raise FatalError(
+            f"topic max.message.bytes too small: {', '.join(sorted(too_small))}; the forwarder "
+            f"accepts events of up to {MAX_BYTES_PER_EVENT} bytes and needs "
+            f"{MIN_MESSAGE_BYTES} per record on its retry and dead-letter topics (8388608 lets "
+            "the dead-letter topic keep even too-large events whole): raise it with "
+            "kafka-configs.sh --alter --entity-type topics --entity-name TOPIC "
+            "--add-config max.message.bytes=8388608"
+        )
 
 
 async def ensure_named_topics(config: KafkaConfig, names: Sequence[str], like: str) -> list[str]:
     """Create the missing ``names`` (personalization output topics) with ``like``'s partitions."""
     async with open_admin(config) as admin:
-        missing = [n for n in names if n not in set(await admin.list_topics())]
-        if not missing:
-            return []
-        described = await admin.describe_topics([like])
-        partitions = max(1, len(described[0]["partitions"])) if described else 1
-        replication = _replication(len(await _brokers(admin)))
+        try:
+            missing = [n for n in names if n not in set(await admin.list_topics())]
+            if not missing:
+                return []
+            described = await admin.describe_topics([like])
+            partitions = max(1, len(described[0]["partitions"])) if described else 1
+            replication = _replication(len(await _brokers(admin)))
+        except KafkaError as exc:
+            raise FatalError(
+                f"cannot check the topics {', '.join(names)} at {config.bootstrap_servers}: "
+                f"{_one_line(exc)}; allow the forwarder to DESCRIBE them, or create them by hand"
+            ) from None
         try:
             await admin.create_topics([NewTopic(n, partitions, replication) for n in missing])
         except TopicAlreadyExistsError:
@@ -143,6 +209,16 @@ async def ensure_named_topics(config: KafkaConfig, names: Sequence[str], like: s
                 "create them by hand or grant CREATE on the cluster"
             ) from None
         return missing
+
+
+def _one_line(exc: KafkaError) -> str:
+    """A Kafka error as one short line: its type, and its message when it says more."""
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    if not text or text == name:
+        return name
+    text = text if name in text else f"{name}: {text}"
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 async def _brokers(admin: AIOKafkaAdminClient) -> list[object]:

@@ -17,8 +17,9 @@ import httpx
 import orjson
 from httpx_aiohttp import AiohttpTransport
 
-from forwarder.adapters.http_sink import parse_retry_after
+from forwarder.adapters.http_sink import trust
 from forwarder.config import PersonalizationService, Secret
+from forwarder.core.backoff import parse_retry_after
 
 MAX_BODY_BYTES = 1_000_000
 
@@ -61,7 +62,11 @@ class PersonalizationClient:
                 "Accept": "application/json",
             },
             timeout=httpx.Timeout(service.timeout_s),
-            transport=AiohttpTransport(limits=pool),
+            transport=AiohttpTransport(
+                limits=pool,
+                verify=trust(service.ca_file),
+                proxy=httpx.Proxy(service.proxy) if service.proxy else None,
+            ),
         )
         self._path = service.path
         self._timeout_s = service.timeout_s

@@ -21,6 +21,8 @@ from forwarder.config._model import (
 )
 from forwarder.errors import ConfigError
 
+MAX_RETRY_AFTER_S = 3600
+
 
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -213,6 +215,12 @@ def check(config: Config, need_secrets: bool = True) -> None:
         raise ConfigError("retry.backoff_max_ms", "is below backoff_initial_ms", "raise it")
     for delay in r.tiers:
         _positive("retry.tiers", delay, "each tier delay is a number of seconds above 0")
+    if not 1 <= r.max_retry_after_s <= MAX_RETRY_AFTER_S:
+        raise ConfigError(
+            "retry.max_retry_after_s",
+            f"{r.max_retry_after_s:g} is out of range",
+            f"use 1 to {MAX_RETRY_AFTER_S} seconds (a Retry-After holds back every request)",
+        )
     _positive("ops.shutdown_timeout_s", config.ops.shutdown_timeout_s)
     h = config.health
     _positive("health.down_after_failures", h.down_after_failures, "use 1 or more")

@@ -105,28 +105,47 @@ def _bypassed(host: str, no_proxy: str) -> bool:
     return False
 
 
+def _env_proxy(url: str, env: Mapping[str, str]) -> str:
+    """The proxy ``HTTPS_PROXY``/``HTTP_PROXY`` name for ``url``, unless ``NO_PROXY`` matches."""
+    scheme = urlsplit(url).scheme
+    variable = next((v for v in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY") if env.get(v)), None)
+    if variable is None:
+        return ""
+    no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
+    if _bypassed(urlsplit(url).hostname or "", no_proxy):
+        return ""
+    proxy = env[variable]
+    if "://" not in proxy:
+        proxy = f"http://{proxy}"  # curl and httpx accept host:port alone
+    check_proxy(variable, proxy)
+    return proxy
+
+
 def _with_env_proxy(config: Config, env: Mapping[str, str]) -> Config:
     """``endpoint.proxy`` from ``HTTPS_PROXY``/``HTTP_PROXY`` unless set or ``NO_PROXY`` says so.
 
     Resolved here, once, because the sink passes its own transport to httpx, and httpx reads
     the proxy variables only for its default transport; ``config show`` then shows the proxy.
+    The personalization services go through the same egress: each gets the proxy the
+    environment names for its own host (unless it sets ``proxy``) and, unless it sets
+    ``ca_file``, the endpoint's ``ca_file``.
     """
     endpoint = config.endpoint
-    if endpoint.proxy:
-        return config
-    scheme = urlsplit(endpoint.base_url).scheme
-    variable = next((v for v in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY") if env.get(v)), None)
-    if variable is None:
-        return config
-    no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
-    host = urlsplit(endpoint.base_url).hostname or ""
-    if _bypassed(host, no_proxy):
-        return config
-    proxy = env[variable]
-    if "://" not in proxy:
-        proxy = f"http://{proxy}"  # curl and httpx accept host:port alone
-    check_proxy(variable, proxy)
-    return dataclasses.replace(config, endpoint=dataclasses.replace(endpoint, proxy=proxy))
+    if not endpoint.proxy:
+        endpoint = dataclasses.replace(endpoint, proxy=_env_proxy(endpoint.base_url, env))
+    services = tuple(
+        dataclasses.replace(
+            s,
+            proxy=s.proxy or _env_proxy(s.base_url, env),
+            ca_file=s.ca_file or endpoint.ca_file,
+        )
+        for s in config.personalization.services
+    )
+    return dataclasses.replace(
+        config,
+        endpoint=endpoint,
+        personalization=dataclasses.replace(config.personalization, services=services),
+    )
 
 
 def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:

@@ -140,6 +140,8 @@ class RetryConfig:
     backoff_max_ms: int = 10_000
     # Delay in seconds of each retry tier topic <topic>.retry.<n>; empty: no tiers.
     tiers: tuple[float, ...] = (5.0, 30.0, 300.0)
+    # The longest Retry-After honoured: the endpoint's answer holds every request back.
+    max_retry_after_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,9 @@ class PersonalizationService:
     max_age_s: float = 30.0
     queue_max_entries: int = 10_000
     fallback_outputs: Mapping[str, Any] = field(default_factory=dict)
+    # Default: endpoint.ca_file, and the proxy HTTPS_PROXY/NO_PROXY name for this host.
+    ca_file: str = ""
+    proxy: str = ""
 
     @property
     def base_url(self) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from forwarder.config._checks import _is_loopback
+from forwarder.config._checks import _is_loopback, _readable, check_proxy
 from forwarder.config._model import (
     PERSONALIZATION_REGIONS,
     TOPIC,
@@ -163,6 +163,10 @@ def _check(where: str, s: PersonalizationService, endpoint: EndpointConfig) -> N
             f"{s.region!r} is not a personalization region",
             f"use one of {', '.join(PERSONALIZATION_REGIONS)}, or set url",
         )
+    if s.ca_file:
+        _readable(f"{where}.ca_file", s.ca_file)
+    if s.proxy:
+        check_proxy(f"{where}.proxy", s.proxy)
     if not s.user_field:
         raise ConfigError(f"{where}.user_field", "is empty", "user_id, or td_client_id")
     if not 0 <= s.cache_ttl_s <= MAX_CACHE_TTL_S:

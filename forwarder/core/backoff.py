@@ -2,11 +2,33 @@
 
 Full jitter (a uniform wait in [0, min(cap, base * 2**n)]) spreads a crowd of failed requests
 over the whole window instead of letting them retry in lock-step.
+
+``Retry-After`` is parsed here too (time passed in): delta seconds or an HTTP date. The
+delivery caps what it honours at ``retry.max_retry_after_s``: the header holds back the whole
+endpoint, and a ``Retry-After: 86400`` must not stop it for a day.
 """
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import Callable
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds from ``Retry-After``: delta seconds or an HTTP date; None when absent or bad.
+
+    A date already past means now (0). ``now`` is epoch seconds.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
 
 
 def backoff_s(

@@ -8,11 +8,18 @@ configuration's ``[policy]`` section overrides any row.
 The endpoint's numeric code is read from the JSON error body. Its field name is not
 documented, so ``code``, ``error_code``, ``error.code`` and ``errors[0].code`` (number or
 numeric string) are all accepted; with none, or a body that is not JSON, the status decides.
+
+A 200 or 206 carrying ``receipts`` is answered event by event (``Action.PARTIAL`` with one
+``Decision`` per event). A list that is not exactly one receipt per event cannot say which
+events arrived, so every event of the request fails and takes the retry path: never an ack. A
+failed receipt carrying an endpoint code is routed by the policy for that code (a 3004 is
+dead-lettered as ``rejected`` at once, a token code pauses), one without a code is retried.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +36,8 @@ class Action(enum.Enum):
     PAUSE = "pause"  # systemic fault: stop consuming and probe
     PARTIAL = "partial"  # per-event receipts: ack the successes, retry the failures
 
+
+OTHER_CODE = "other"  # the metric label of a code outside the error table and the policy
 
 CONFIGURABLE = {Action.RETRY, Action.ISOLATE, Action.SPLIT, Action.DEAD_LETTER, Action.PAUSE}
 
@@ -51,8 +60,13 @@ class Decision:
     code: int | None = None
     detail: str = ""
     retry_after_s: float | None = None
-    # For PARTIAL: one flag per event of the request, True when the endpoint accepted it.
-    accepted: tuple[bool, ...] = ()
+    # For PARTIAL: one decision per event of the request, in order (ACK when it was accepted).
+    receipts: tuple[Decision, ...] = ()
+
+    @property
+    def accepted(self) -> tuple[bool, ...]:
+        """For PARTIAL: one flag per event, True when the endpoint accepted it."""
+        return tuple(receipt.action is Action.ACK for receipt in self.receipts)
 
 
 CODE_MEANINGS: dict[int, str] = {
@@ -77,6 +91,14 @@ CODE_MEANINGS: dict[int, str] = {
     3004: "invalid event object",
     3010: "token configured with an inconsistent reactor",
     9999: "unknown backend error",
+}
+
+# The HTTP status each code of design.md's table comes with: a receipt may carry a code alone.
+CODE_STATUS: dict[int, int] = {
+    **dict.fromkeys((3000, 3001, 3002, 3003, 3004, 3010), 400),
+    **dict.fromkeys((2003, 2013), 429),
+    **dict.fromkeys((1001, 1002, 1003, 1004, 1005, 2001, 2002, 2011, 2012, 2014), 500),
+    **dict.fromkeys((2015, 2021, 9999), 500),
 }
 
 _DEFAULTS: dict[str, Action] = {
@@ -115,6 +137,18 @@ class Policy:
     def from_config(cls, overrides: Mapping[str, str]) -> Policy:
         """From the config's ``[policy]`` table: ``"400:3004" = "isolate"`` and so on."""
         return cls.with_overrides({key: Action(value) for key, value in overrides.items()})
+
+    @functools.cached_property
+    def known_codes(self) -> frozenset[int]:
+        """Endpoint codes that may be metric labels: the error table's and those named here."""
+        named = {_as_code(key.partition(":")[2]) for key in self.rules if ":" in key}
+        return frozenset(CODE_MEANINGS) | {code for code in named if code is not None}
+
+    def code_label(self, code: int | None) -> str:
+        """A metric label for an endpoint code: bounded, since codes come from response bodies."""
+        if code is None:
+            return ""
+        return str(code) if code in self.known_codes else OTHER_CODE
 
     def action_for(self, status: int | None, code: int | None) -> Action:
         if status is None:
@@ -157,8 +191,10 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
 def error_code(body: bytes) -> int | None:
     """The endpoint's numeric code in an error body, whatever documented shape it takes."""
     data = _json_object(body)
-    if data is None:
-        return None
+    return None if data is None else _code_in(data)
+
+
+def _code_in(data: Mapping[str, Any]) -> int | None:
     for key in ("code", "error_code"):
         code = _as_code(data.get(key))
         if code is not None:
@@ -174,13 +210,49 @@ def error_code(body: bytes) -> int | None:
     return None
 
 
-def receipts(body: bytes, count: int) -> tuple[bool, ...] | None:
-    """Per-event results from a ``receipts`` body, or None when there is no usable list."""
+def receipts(body: bytes, count: int, status: int, policy: Policy) -> tuple[Decision, ...] | None:
+    """Per-event decisions from a body with ``receipts``; None when it has no such member.
+
+    A ``receipts`` member that is not a list of exactly ``count`` receipts fails every event
+    (retry path): it cannot say which events arrived.
+    """
     data = _json_object(body)
-    items = data.get("receipts") if data is not None else None
-    if not isinstance(items, list) or len(items) != count:
+    if data is None or "receipts" not in data:
         return None
-    return tuple(isinstance(item, dict) and item.get("success") is True for item in items)
+    items = data["receipts"]
+    if not isinstance(items, list) or len(items) != count:
+        got = len(items) if isinstance(items, list) else type(items).__name__
+        failed = Decision(
+            Action.RETRY, status, detail=f"receipts for {count} events, got {got}: unusable"
+        )
+        return (failed,) * count
+    return tuple(_receipt(item, status, policy) for item in items)
+
+
+_ACCEPTED_RECEIPTS: dict[int, Decision] = {}
+
+
+def _receipt(item: Any, status: int, policy: Policy) -> Decision:
+    if isinstance(item, dict) and item.get("success") is True:
+        accepted = _ACCEPTED_RECEIPTS.get(status)
+        if accepted is None:
+            accepted = _ACCEPTED_RECEIPTS[status] = Decision(Action.ACK, status)
+        return accepted
+    code = _code_in(item) if isinstance(item, dict) else None
+    own_status = _as_code(item.get("status")) if isinstance(item, dict) else None
+    if own_status is None and code is not None:
+        own_status = CODE_STATUS.get(code)
+    if own_status is None or 200 <= own_status < 300:
+        # No code the error table knows: a failed receipt follows the retry path.
+        return Decision(
+            Action.RETRY, status, code, detail="receipt: " + describe(status, code) + " failed"
+        )
+    return Decision(
+        policy.action_for(own_status, code),
+        own_status,
+        code,
+        detail="receipt: " + describe(own_status, code),
+    )
 
 
 def describe(status: int | None, code: int | None) -> str:
@@ -199,18 +271,21 @@ def classify(result: SendResult, policy: Policy, event_count: int) -> Decision:
             detail=f"transport error: {result.transport_error or 'unknown'}",
         )
     status = result.status
-    if status in (200, 204, 206):
-        accepted = receipts(result.body, event_count) if status != 204 else None
-        if accepted is None:
-            if status == 206:
-                # A partial answer we cannot read: treat every event as failed, safely retried.
-                return Decision(Action.RETRY, status, detail="206 without readable receipts")
-            return Decision(Action.ACK, status)
-        if all(accepted):
-            return Decision(Action.ACK, status)
-        return Decision(
-            Action.PARTIAL, status, accepted=accepted, detail="some events were not accepted"
-        )
+    if status in (200, 206):
+        decisions = receipts(result.body, event_count, status, policy)
+        if decisions is None and status == 206:
+            # A partial answer we cannot read: every event failed, safely retried.
+            failed = Decision(Action.RETRY, status, detail="206 without readable receipts")
+            decisions = (failed,) * event_count
+        if decisions is not None:
+            if all(d.action is Action.ACK for d in decisions):
+                return Decision(Action.ACK, status)
+            return Decision(
+                Action.PARTIAL,
+                status,
+                receipts=decisions,
+                detail="some events were not accepted",
+            )
     if 200 <= status < 300:
         return Decision(Action.ACK, status)
     code = error_code(result.body)

@@ -7,6 +7,7 @@ decided here.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -97,6 +98,34 @@ class Selection:
         return not (
             self.until is not None and (letter.failed_at is None or letter.failed_at > self.until)
         )
+
+
+def progress_group(
+    base: str, selection: Selection, *, to: str | None = None, revalidate: bool = False
+) -> str:
+    """The default progress group of ``dlq replay``: one per selection.
+
+    Progress says which dead letters *this* selection has dealt with. Shared by every
+    selection, a run with other filters would start past records it never looked at, and a
+    record skipped by ``--revalidate`` would count as done for all. So the group is derived
+    from everything that decides what a run replays where: the filters, ``--to`` and
+    ``--revalidate`` (not ``--limit``: a limited run is resumed by the same command). The
+    same command line always maps to the same group.
+    """
+    parts = [
+        ("reason", sorted(selection.reasons)),
+        ("status", sorted(str(v) for v in selection.statuses)),
+        ("code", sorted(str(v) for v in selection.codes)),
+        ("destination", sorted(selection.destinations)),
+        ("since", [selection.since.isoformat()] if selection.since else []),
+        ("until", [selection.until.isoformat()] if selection.until else []),
+        ("to", [to] if to else []),
+        ("revalidate", ["yes"] if revalidate else []),
+    ]
+    canonical = ";".join(f"{name}={','.join(values)}" for name, values in parts if values)
+    if not canonical:
+        return f"{base}.all"
+    return f"{base}.{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
 
 
 def replay_headers(

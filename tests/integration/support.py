@@ -115,6 +115,35 @@ async def sandbox_stats(url: str) -> dict[str, Any]:
         return (await http.get("/_sandbox/stats")).json()  # type: ignore[no-any-return]
 
 
+async def forwarder_cli(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> tuple[int, str, str]:
+    """``python -m forwarder ARGS`` to its end: exit status, stdout, stderr (killed at ``timeout``)."""
+    import os
+    import sys
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "forwarder",
+        *args,
+        env={**os.environ, **env, "FORWARDER_OPS__PORT": "0", "FORWARDER_OPS__LOG_FORMAT": "json"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(
+            f"forwarder {' '.join(args)} still running after {timeout} s"
+        ) from None
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
 async def wait_delivered(url: str, count: int, timeout: float, what: str) -> None:
     """Wait until the sandbox at ``url`` has ``count`` distinct uuids."""
 

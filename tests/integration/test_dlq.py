@@ -273,6 +273,49 @@ async def test_filters_dry_run_limit_and_revalidate(kafka: str) -> None:
     assert "does not exist" in errors
 
 
+async def test_the_readme_sequence_with_the_default_group_replays_each_selection(
+    kafka: str,
+) -> None:
+    """README's three commands in order, no ``--group``: each selection has its own progress."""
+    topic = f"s-{uuid.uuid4().hex[:8]}"
+    await create_topic(kafka, topic, 1)
+    await create_topic(kafka, f"{topic}.dlq", 2)
+    generator = TrafficGenerator(seed=25, run_id=topic)
+    now = time.time()
+    invalid = b'{"event_type": "page_view"}'  # still rejected by the bundled schemas
+    schema = Failure("schema_violation", "$.user_id: required")
+    rows = (
+        [(_event(generator), Failure("rejected", "HTTP 404", 404), "db.t", now) for _ in range(6)]
+        + [(_event(generator), schema, "", now) for _ in range(4)]  # valid under the fix
+        + [(invalid, schema, "", now) for _ in range(3)]
+    )
+    await _write_dead_letters(kafka, f"{topic}.dlq", rows)
+    dry = await _cli(kafka, topic, "replay", "--status", "404", "--dry-run", "--json")
+    assert (dry["selected"], dry["replayed"]) == (6, 0)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600))
+    first = await _cli(kafka, topic, "replay", "--status", "404", "--since", since, "--json")
+    assert first["replayed"] == 6
+    checked = await _cli(
+        kafka, topic, "replay", "--reason", "schema_violation", "--revalidate", "--json"
+    )
+    assert (checked["selected"], checked["replayed"]) == (7, 4), "a selection of its own"
+    assert checked["skipped"] == {"would_fail_validation": 3}
+    # Each selection resumes where it stopped: run again, nothing new.
+    again = await _cli(kafka, topic, "replay", "--status", "404", "--since", since, "--json")
+    assert again["replayed"] == 0
+    rechecked = await _cli(
+        kafka, topic, "replay", "--reason", "schema_violation", "--revalidate", "--json"
+    )
+    assert rechecked["replayed"] == 0
+    # The skipped ones were not taken as done: a run with other filters still finds them.
+    forced = await _cli(kafka, topic, "replay", "--reason", "schema_violation", "--json")
+    assert forced["replayed"] == 7
+    values = sorted(r.value for r in await read_all(kafka, topic))
+    assert values == sorted([v for v, *_ in rows[:10]] + [v for v, *_ in rows[6:]]), (
+        "the 404s once, the valid schema violations twice (both runs), the invalid once"
+    )
+
+
 async def test_replay_is_bounded_by_the_end_offsets_seen_at_start(
     kafka: str, topic: str, sandbox: RunningSandbox
 ) -> None:

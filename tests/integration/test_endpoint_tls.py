@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from forwarder.adapters.http_sink import HttpSink, Transport
+from forwarder.adapters.personalization_client import PersonalizationClient
 from forwarder.config import Config, load_config
 from forwarder.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox, SandboxConfig, start_sandbox, write_test_certificate
@@ -76,7 +77,7 @@ def _config(url: str, **env: str) -> Config:
 async def _post(config: Config, transport: Transport) -> tuple[int | None, str | None]:
     sink = HttpSink(config.endpoint, config.limits, transport)
     try:
-        result = await sink.post("clickstream.page_view", BODY)
+        result = await sink.send("clickstream.page_view", BODY)
     finally:
         await sink.aclose()
     return result.status, result.transport_error
@@ -151,3 +152,31 @@ async def test_forwarder_delivers_over_https_with_a_private_ca_through_a_proxy(
         await wait_for(all_delivered, 60, "every event over HTTPS via the proxy")
     assert proxy.tunnels
     assert await delivered() == len(valid)
+
+
+async def test_personalization_calls_use_the_endpoints_ca_and_the_proxy_for_their_host(
+    https_sandbox: tuple[RunningSandbox, Path], proxy: ConnectProxy, tmp_path: Path
+) -> None:
+    sandbox, ca = https_sandbox
+    toml = tmp_path / "forwarder.toml"
+    toml.write_text(
+        "[[personalization.services]]\n"
+        'name = "recs"\nparent_segment_id = "394649"\n'
+        f'url = "{sandbox.url}"\ntriggers = ["product_view"]\n'
+    )
+    env = {
+        "TD_API_KEY": DEV_API_KEY,
+        "TD_WP13N_TOKEN": DEV_TOKEN,
+        "FORWARDER_ENDPOINT__CA_FILE": str(ca),
+        "HTTPS_PROXY": proxy.url,
+    }
+    config = load_config(toml, env)
+    (service,) = config.personalization.services
+    client = PersonalizationClient(service, config.personalization.api_key)
+    try:
+        result = await client.call({"user_id": "dora"})
+    finally:
+        await client.aclose()
+    assert result.transport_error is None
+    assert result.status == 200
+    assert proxy.tunnels == [f"127.0.0.1:{sandbox.port}"]

@@ -49,11 +49,16 @@ async def _all_delivered(sandbox: RunningSandbox, expected: set[str], timeout: f
 
 
 def _tiered_config(kafka: str, topic: str, sandbox: RunningSandbox, tiers: str) -> Config:
-    """Two quick tries in process, then the given retry tiers (seconds, comma-separated)."""
+    """Two quick tries in process, then the given retry tiers (seconds, comma-separated).
+
+    These tests are about failures of the events while the endpoint is otherwise healthy, so
+    the endpoint is never judged down (an outage is tests/integration/test_outage.py).
+    """
     return config_for(
         kafka,
         topic,
         sandbox.url,
+        health__down_after_failures=1_000_000,
         retry__attempts=2,
         retry__backoff_initial_ms=10,
         retry__backoff_max_ms=20,
@@ -93,14 +98,19 @@ async def test_transient_errors_and_throttling_deliver_everything_within_the_rat
     assert not await read_all(kafka, f"{topic}.dlq")
     async with httpx.AsyncClient(base_url=sandbox.url) as http:
         times = sorted((await http.get("/_sandbox/requests")).json()["times"])
-    # In any one-second window, no more requests than the rate plus the burst.
+    # In any one-second window, no more requests than the rate plus the burst. The times are
+    # the sandbox's arrival times: scheduling jitter between the limiter and the server (0.1 s
+    # allowed on a shared machine) can bring requests sent just over a second apart into one
+    # window. The exact bound at the sender is checked in virtual time by
+    # tests/unit/test_delivery_model.py.
+    allowed = math.floor(burst + rate * (1 + 0.1))
     start = 0
     worst = 0
     for end, stamp in enumerate(times):
         while stamp - times[start] >= 1.0:
             start += 1
         worst = max(worst, end - start + 1)
-    assert worst <= rate + burst, f"{worst} requests in one second"
+    assert worst <= allowed, f"{worst} requests in one second (limit {rate} + burst {burst})"
     print(f"{len(times)} requests, at most {worst} in any second (limit {rate} + burst {burst})")
 
 
@@ -218,7 +228,8 @@ async def test_partial_receipts_retry_only_the_failed_events(
 ) -> None:
     sent = await produce(kafka, topic, TrafficGenerator(seed=15, run_id=topic), 5_000)
     expected = {uuid_of(g.event_id) for g in sent if g.event_id}
-    await _faults(sandbox, receipts_fail_rate=0.1)
+    # 500/1003 in a receipt: a backend failed for these events, they follow the retry path.
+    await _faults(sandbox, receipts_fail_rate=0.1, receipts_code=1003)
     config = config_for(kafka, topic, sandbox.url, retry__attempts=8, retry__backoff_initial_ms=10)
     pipeline = Pipeline(config, REGISTRY)
     async with running(pipeline):
@@ -230,6 +241,47 @@ async def test_partial_receipts_retry_only_the_failed_events(
     retried = total(pipeline.metrics.registry, "forwarder_events_retried_total", tier="0")
     assert 0 < retried < len(expected) / 2
     assert not await read_all(kafka, f"{topic}.dlq")
+
+
+async def test_a_3004_receipt_dead_letters_the_event_as_rejected_without_walking_the_tiers(
+    kafka: str, topic: str, sandbox: RunningSandbox
+) -> None:
+    sent = await produce(kafka, topic, TrafficGenerator(seed=17, run_id=topic), 2_000)
+    expected = {uuid_of(g.event_id) for g in sent if g.event_id}
+    await _faults(sandbox, receipts_fail_rate=0.05, receipts_code=3004)
+    # Short tiers: were the 3004s retried, they would reach retries_exhausted within the test.
+    pipeline = Pipeline(_tiered_config(kafka, topic, sandbox, "1"), REGISTRY)
+    async with running(pipeline):
+
+        async def finished() -> bool:
+            accepted = (await sandbox_stats(sandbox.url))["accepted_events"]
+            rejected = total(
+                pipeline.metrics.registry, "forwarder_events_dead_lettered_total", reason="rejected"
+            )
+            return accepted + rejected >= len(expected)
+
+        await wait_for(finished, 60, "every event accepted or dead-lettered")
+    # The traffic's malformed events are dead-lettered too, by the decoder: only endpoint
+    # answers carry a status.
+    dead = [
+        r
+        for r in await read_all(kafka, f"{topic}.dlq")
+        if "forwarder.error.status" in dict(r.headers)
+    ]
+    assert dead, "the sandbox failed about 5% of the receipts"
+    for record in dead:
+        headers = headers_of(record)
+        reason = headers["forwarder.error.reason"]
+        assert (reason, headers["forwarder.error.status"], headers["forwarder.error.code"]) == (
+            "rejected",
+            "400",
+            "3004",
+        )
+    assert not await read_all(kafka, f"{topic}.retry.1"), "a 3004 is never parked"
+    rejected = {uuid_of(orjson.loads(r.value)["event_id"]) for r in dead}
+    accepted = set(await sandbox_uuids(sandbox.url))
+    assert accepted | rejected == expected
+    assert not accepted & rejected
 
 
 async def test_wrong_token_pauses_then_resumes_after_the_fix(

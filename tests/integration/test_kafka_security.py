@@ -6,10 +6,7 @@ see forwarder/localkafka/_secured.py); topics are created and filled over its PL
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +24,7 @@ from forwarder.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox
 from forwarder.traffic import TrafficGenerator, produce
 
-from .support import REGISTRY, env_for, running, uuid_of, wait_delivered
+from .support import REGISTRY, env_for, forwarder_cli, running, uuid_of, wait_delivered
 
 OIDC_CLIENT = ("forwarder", "oidc-client-secret")
 
@@ -113,26 +110,10 @@ def security_env(cluster: KafkaCluster, mechanism: str, tmp_path: Path) -> dict[
     return env
 
 
-async def forwarder_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "forwarder",
-        *args,
-        env={**os.environ, **env, "FORWARDER_OPS__PORT": "0", "FORWARDER_OPS__LOG_FORMAT": "json"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 async def forward_and_inspect(
     cluster: KafkaCluster, listener: str, sandbox: RunningSandbox, env: dict[str, str]
 ) -> None:
-    """1,000 events through the secured listener to the sandbox; then `dlq stats` over it."""
+    """1,000 events through the secured listener to the sandbox; `dlq stats` and `replay` over it."""
     topic = f"sec-{uuid.uuid4().hex[:10]}"
     await create_topic(cluster.bootstrap_servers, topic, 2)
     generator = TrafficGenerator(seed=3, bad_ratio=0.03, run_id=topic)
@@ -146,6 +127,11 @@ async def forward_and_inspect(
     code, out, err = await forwarder_cli(full_env, "dlq", "stats", "--json")
     assert code == 0, err
     assert orjson.loads(out)[f"{topic}.dlq"]["total"] == bad > 0
+    # Replay reads the dead-letter topic and writes to the source topic: both over the listener.
+    code, out, err = await forwarder_cli(full_env, "dlq", "replay", "--json")
+    assert code == 0, err
+    summary = orjson.loads(out)
+    assert summary["replayed"] == summary["selected"] == bad, summary
 
 
 @pytest.mark.parametrize("listener", ["SCRAM", "PLAIN", "MTLS", "OAUTH"])

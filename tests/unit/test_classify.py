@@ -86,9 +86,9 @@ def test_all_successful_receipts_ack() -> None:
     assert classify(SendResult(status=200, body=body), POLICY, 2).action is Action.ACK
 
 
-def test_206_without_matching_receipts_is_retried_not_acked() -> None:
-    body = b'{"receipts":[{"success":true}]}'
-    assert classify(SendResult(status=206, body=body), POLICY, 2).action is Action.RETRY
+def test_206_without_receipts_is_retried_not_acked() -> None:
+    decision = classify(SendResult(status=206, body=b"<html>"), POLICY, 2)
+    assert [r.action for r in decision.receipts] == [Action.RETRY, Action.RETRY]
 
 
 def test_retry_after_is_carried() -> None:
@@ -104,3 +104,57 @@ def test_overrides_win_over_defaults() -> None:
     assert classify(_error(500, 9999), policy, 1).action is Action.PAUSE
     assert classify(_error(401), policy, 1).action is Action.DEAD_LETTER
     assert classify(_error(400, 3002), policy, 1).action is Action.PAUSE
+
+
+@pytest.mark.parametrize("status", [200, 206])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"receipts":[{"success":true}]}',
+        b'{"receipts":[{"success":true},{"success":true},{"success":true}]}',
+        b'{"receipts":[]}',
+        b'{"receipts":{"success":true}}',
+    ],
+)
+def test_receipts_not_one_per_event_fail_the_whole_batch(status: int, body: bytes) -> None:
+    decision = classify(SendResult(status=status, body=body), POLICY, 2)
+    assert decision.action is Action.PARTIAL, "never an ack"
+    assert [r.action for r in decision.receipts] == [Action.RETRY, Action.RETRY]
+    assert decision.accepted == (False, False)
+
+
+def test_a_failed_receipt_with_a_code_is_routed_by_the_policy_for_that_code() -> None:
+    body = (
+        b'{"receipts":[{"success":true},{"success":false,"code":3004},'
+        b'{"success":false,"error":{"code":"3001"}},{"success":false,"code":1003},'
+        b'{"success":false},{"success":false,"status":404}]}'
+    )
+    decision = classify(SendResult(status=200, body=body), POLICY, 6)
+    assert decision.action is Action.PARTIAL
+    got = [(r.action, r.status, r.code) for r in decision.receipts]
+    assert got == [
+        (Action.ACK, 200, None),
+        (Action.ISOLATE, 400, 3004),
+        (Action.PAUSE, 400, 3001),
+        (Action.RETRY, 500, 1003),
+        (Action.RETRY, 200, None),
+        (Action.DEAD_LETTER, 404, None),
+    ]
+    overridden = Policy.with_overrides({"400:3004": Action.RETRY})
+    assert classify(SendResult(status=200, body=body), overridden, 6).receipts[1].action is (
+        Action.RETRY
+    )
+
+
+def test_code_labels_are_the_table_s_codes_those_of_the_policy_or_other() -> None:
+    policy = Policy.with_overrides({"500:5000": Action.RETRY, "503": Action.PAUSE})
+    assert policy.code_label(None) == ""
+    assert policy.code_label(3004) == "3004"
+    assert policy.code_label(5000) == "5000"
+    assert policy.code_label(5001) == "other"
+    assert POLICY.code_label(5000) == "other"
+    assert {POLICY.code_label(c) for c in range(100_000)} == {
+        *(str(c) for c in POLICY.known_codes),
+        "other",
+    }
+    assert len(POLICY.known_codes) == 21

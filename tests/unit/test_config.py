@@ -14,6 +14,12 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def test_retry_after_cap_defaults_to_five_minutes() -> None:
+    assert load_config(None, dict(SECRETS)).retry.max_retry_after_s == 300
+    env = {**SECRETS, "FORWARDER_RETRY__MAX_RETRY_AFTER_S": "60"}
+    assert load_config(None, env).retry.max_retry_after_s == 60
+
+
 def test_defaults_with_secrets_from_environment() -> None:
     config = load_config(None, SECRETS)
     assert config.kafka.topics == ("clickstream",)
@@ -106,6 +112,8 @@ def test_secret_files_are_read(tmp_path: Path) -> None:
         ("[kafka]\nrebalance_timeout_ms = 5000\n", {}, "kafka.rebalance_timeout_ms", "10000"),
         ("[kafka]\nrevoke_drain_ms = 0\n", {}, "kafka.revoke_drain_ms", "above 0"),
         ("[kafka]\nmax_pending_bytes = 1000\n", {}, "kafka.max_pending_bytes", "4000000"),
+        ("[retry]\nmax_retry_after_s = 0\n", {}, "retry.max_retry_after_s", "1 to 3600"),
+        ("[retry]\nmax_retry_after_s = 86400\n", {}, "retry.max_retry_after_s", "1 to 3600"),
     ],
 )
 def test_bad_config_names_the_key_and_the_fix(

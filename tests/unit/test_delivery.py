@@ -5,8 +5,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
+import orjson
 import pytest
+import structlog.testing
 
+from forwarder.core.classify import SendResult
 from forwarder.core.health import State
 from forwarder.ports import PublishResult
 from tests.harness import TOPIC, Harness
@@ -131,5 +134,119 @@ def test_retriable_publish_failures_turn_readiness_off_only_after_the_configured
         h.publisher.failure = None
         h.run_until(h.all_finished, 120, "all finished after the broker recovers")
         assert h.readiness() == (True, "ready")
+    finally:
+        h.stop()
+
+
+def test_a_receipts_list_shorter_than_the_batch_is_retried_never_acked(harness: Harness) -> None:
+    # The last event of each request gets no receipt (and is not accepted): acking the request
+    # whole would commit an event that never arrived.
+    harness.endpoint.mode = "receipts"
+    harness.endpoint.receipt_fail_every = 10**9  # every receipt present says success
+    harness.endpoint.receipt_shortfall = 1
+    harness.start()
+    harness.produce(60)
+    harness.run_for(0.5)
+    harness.endpoint.receipt_shortfall = 0
+    harness.run_until(harness.all_finished, 300, "every event finished")
+    assert len(harness.delivered()) == 60, "an event without a receipt was acked unsent"
+    assert harness.dead_letters() == []
+
+
+def test_failed_receipts_are_failures_of_events_not_of_the_endpoint(harness: Harness) -> None:
+    harness.endpoint.mode = "receipts"
+    harness.endpoint.receipt_fail_every = 1  # every receipt fails, for a minute
+    harness.start()
+    harness.produce(100)
+    states = set()
+    for _ in range(120):
+        harness.run_for(0.5)
+        states.add(harness.pipeline.health.state)
+    assert State.DOWN not in states and State.PAUSED not in states, states
+    harness.endpoint.receipt_fail_every = 10**9
+    harness.run_until(harness.all_finished, 600, "every event finished")
+
+
+def test_a_receipt_with_3004_dead_letters_the_event_as_rejected_at_once(harness: Harness) -> None:
+    harness.endpoint.mode = "receipts"
+    harness.endpoint.receipt_fail_every = 5
+    harness.endpoint.receipt_failure = {"success": False, "code": 3004}
+    harness.start()
+    harness.produce(100)
+    harness.run_until(harness.all_finished, 300, "every event finished")
+    reasons = harness.dead_letter_reasons()
+    assert reasons and set(reasons.values()) == {"rejected"}, reasons
+    assert harness.broker.records(f"{TOPIC}.retry.1") == [], "a 3004 is not retried"
+    assert len(harness.delivered()) + len(reasons) == 100
+    dead = harness.dead_letters()[0]
+    assert dict(dead.headers)["forwarder.error.code"] == b"3004"
+    assert dict(dead.headers)["forwarder.error.status"] == b"400"
+
+
+def test_a_receipt_with_a_pause_code_pauses_instead_of_spending_retries(harness: Harness) -> None:
+    harness.endpoint.mode = "receipts"
+    harness.endpoint.receipt_fail_every = 3
+    harness.endpoint.receipt_failure = {"success": False, "error": {"code": 3001}}
+    harness.start()
+    harness.produce(60)
+    harness.run_until(lambda: harness.pipeline.health.state is State.PAUSED, 30, "paused")
+    harness.run_for(600)
+    assert harness.dead_letters() == []
+    assert harness.broker.records(f"{TOPIC}.retry.1") == []
+    harness.endpoint.receipt_fail_every = 10**9
+    harness.run_until(harness.all_finished, 300, "every event finished")
+    assert len(harness.delivered()) == 60
+
+
+@pytest.mark.parametrize(("cap", "within"), [(None, 300 + 60), (20, 20 + 30)])
+def test_a_retry_after_of_a_day_holds_the_endpoint_back_only_up_to_the_cap(
+    cap: int | None, within: float
+) -> None:
+    overrides = {} if cap is None else {"retry__max_retry_after_s": cap}
+    h = Harness(seed=3, **overrides)
+    try:
+        h.endpoint.mode = "throttled"
+        h.endpoint.retry_after_s = 86_400.0
+        with structlog.testing.capture_logs() as logs:
+            h.start()
+            h.produce(50)
+            h.run_until(lambda: len(h.endpoint.requests) > 0, 10, "a first request")
+            h.endpoint.mode = "ok"
+            took = h.run_until(h.all_finished, within, "delivered once the capped wait is over")
+        capped = [e for e in logs if e["event"] == "retry_after_capped"]
+        assert capped and capped[0]["retry_after_s"] == 86_400.0
+        assert capped[0]["capped_to_s"] == (cap or 300)
+        assert h.dead_letters() == []
+        print(f"cap {cap or 300}s: delivered {took:.0f} virtual s after a Retry-After of a day")
+    finally:
+        h.stop()
+
+
+def test_endpoint_codes_in_metric_labels_are_the_known_ones_or_other() -> None:
+    # A code comes from a response body: an endpoint (or a proxy in front of it) answering with
+    # ever new numbers must not grow the metrics without bound.
+    h = Harness(seed=4, **{"policy__500:5000": "retry"})  # a code named in the config is known
+    try:
+        h.start()
+        for status, code in [(500, 777_001), (500, 1003), (500, 5000), (404, 777_002)]:
+            h.endpoint.answer = SendResult(status, orjson.dumps({"code": code}))
+            h.produce(10)
+            h.run_for(3)
+        h.endpoint.answer = SendResult(401, b'{"error": {"code": "888888"}}')
+        h.produce(20)  # the 404s dead-lettered the first ones
+        h.run_until(lambda: h.pipeline.health.state is State.PAUSED, 30, "paused")
+        paused = h.pipeline.metrics.paused
+        assert paused.labels("other")._value.get() == 1
+        h.endpoint.answer = None
+        h.run_until(h.all_finished, 300, "every event finished")
+        codes = {
+            sample.labels["code"]
+            for metric in h.pipeline.metrics.registry.collect()
+            for sample in metric.samples
+            if "code" in sample.labels
+        }
+        assert codes <= {"", "other", "1003", "5000"}, codes
+        assert {"other", "1003", "5000"} <= codes
+        assert paused.labels("other")._value.get() == 0
     finally:
         h.stop()

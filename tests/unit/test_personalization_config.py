@@ -84,3 +84,39 @@ def test_missing_name_and_a_key_in_the_file_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         _load(tmp_path, SERVICE + SERVICE)
     assert "twice" in caught.value.problem
+
+
+def test_a_service_goes_through_the_same_egress_as_the_endpoint(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = {
+        "HTTPS_PROXY": "proxy.corp:3128",
+        "NO_PROXY": "in.treasuredata.com",
+        "FORWARDER_ENDPOINT__CA_FILE": str(ca),
+    }
+    config = _load(tmp_path, SERVICE, env)
+    (service,) = config.personalization.services
+    assert config.endpoint.proxy == ""  # NO_PROXY covers the ingest host...
+    assert service.proxy == "http://proxy.corp:3128"  # ...not the personalization host
+    assert service.ca_file == str(ca)
+
+
+def test_a_service_can_set_its_own_proxy_and_ca(tmp_path: Path) -> None:
+    ca = tmp_path / "cdp-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    text = SERVICE + f"proxy = 'http://other:8080'\nca_file = '{ca}'\n"
+    (service,) = _load(tmp_path, text, {"HTTPS_PROXY": "proxy.corp:3128"}).personalization.services
+    assert (service.proxy, service.ca_file) == ("http://other:8080", str(ca))
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("proxy = 'socks://x'", "personalization.services[0].proxy"),
+        ("ca_file = '/nonexistent/ca.pem'", "personalization.services[0].ca_file"),
+    ],
+)
+def test_a_bad_proxy_or_ca_file_names_the_service_key(tmp_path: Path, extra: str, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, SERVICE + extra + "\n")
+    assert caught.value.key == key
