@@ -14,10 +14,8 @@ catch-up, never in dead letters. Per-event receipts are answers about events, no
 endpoint: each failed one is routed by its own code (``classify``), and only a pause code
 among them pauses the endpoint.
 
-Writes to the retry and dead-letter topics are retried until the broker acknowledges them:
-each failure is counted (``forwarder_publish_failures_total``), logged at most once per
-interval per topic, and reported to the pipeline, which turns not ready when a topic has failed
-for too long and stops fetching when a write can never succeed (not authorized, too large).
+Writes to the retry and dead-letter topics go through ``forwarder.topic_writer``, retried
+until the broker acknowledges them.
 """
 
 from __future__ import annotations
@@ -27,12 +25,11 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import structlog
 
 from forwarder.config import RetryConfig
-from forwarder.core.backoff import backoff_s, retry_delay_s
+from forwarder.core.backoff import retry_delay_s
 from forwarder.core.batcher import body_of
 from forwarder.core.classify import Action, Decision, Policy, classify, describe
 from forwarder.core.decode import Event
@@ -42,24 +39,15 @@ from forwarder.core.records import RecordLike
 from forwarder.core.topics import TopicMap
 from forwarder.limiter import Limiter
 from forwarder.metrics import Metrics
-from forwarder.ports import Publisher, PublishResult, Sink
+from forwarder.ports import Publisher, Sink
+from forwarder.topic_writer import TopicWriter
 
 LOG_INTERVAL_S = 30.0
-PUBLISH_BACKOFF_MAX_S = 5.0
 THROTTLE_STATUSES = (429, 503)
 _OUTCOMES = {
     Action.RETRY: Outcome.FAILED,
     Action.PAUSE: Outcome.SYSTEMIC,
 }
-
-
-@dataclass(slots=True)
-class PublishTrouble:
-    """A topic whose writes are failing: since when, with what, and whether it can recover."""
-
-    error: str
-    since: float
-    retriable: bool
 
 
 class Delivery:
@@ -100,8 +88,8 @@ class Delivery:
         self._capped_since_log = 0  # Retry-After answers capped since the last log line
         self._shown_state = State.HEALTHY
         self._shown_code = ""
-        self.publish_trouble: dict[str, PublishTrouble] = {}
-        self._publish_logged_at: dict[str, float] = {}
+        self._writer = TopicWriter(publisher, metrics, on_done, self._rng)
+        self.publish_trouble = self._writer.trouble
         metrics.endpoint_state.labels(State.HEALTHY.value).set(1)
 
     # ----------------------------------------------------------------- sending
@@ -331,7 +319,7 @@ class Delivery:
             self._metrics.retried.labels(
                 tier, _label(decision.status), self._policy.code_label(decision.code)
             ).inc()
-            parked.append(self._publish(topic, record, headers))
+            parked.append(self._writer.write(topic, record, headers))
         if parked:
             await asyncio.gather(*parked)
         if to_dead_letter:
@@ -360,50 +348,7 @@ class Delivery:
         self._metrics.dead_lettered.labels(
             failure.reason, _label(failure.status), self._policy.code_label(failure.code)
         ).inc()
-        await self._publish(self._topics.dlq_for(record.topic), record, headers)
-
-    async def _publish(
-        self, topic: str, record: RecordLike, headers: list[tuple[str, bytes]]
-    ) -> None:
-        """Produce until the broker acknowledges; every failure counted, logged and reported."""
-        failures = 0
-        while True:
-            result = await self._publisher.publish(topic, record.key, record.value, headers)
-            if result.acknowledged:
-                if topic in self.publish_trouble:
-                    self._publish_recovered(topic)
-                self._on_done((record,))
-                return
-            failures += 1
-            self._publish_failed(topic, result)
-            await asyncio.sleep(
-                backoff_s(failures, 0.1, PUBLISH_BACKOFF_MAX_S, self._rng.uniform) + 0.05
-            )
-
-    def _publish_failed(self, topic: str, result: PublishResult) -> None:
-        loop_now = asyncio.get_running_loop().time()
-        self._metrics.publish_failures.labels(topic, result.error).inc()
-        trouble = self.publish_trouble.get(topic)
-        if trouble is None:
-            trouble = self.publish_trouble[topic] = PublishTrouble(
-                result.error, loop_now, result.retriable
-            )
-        trouble.error, trouble.retriable = result.error, result.retriable
-        if loop_now - self._publish_logged_at.get(topic, float("-inf")) >= LOG_INTERVAL_S:
-            self._publish_logged_at[topic] = loop_now
-            self._log.warning(
-                "publish_failing",
-                topic=topic,
-                error=result.error,
-                retriable=result.retriable,
-                failing_for_s=round(loop_now - trouble.since, 1),
-                note="the source offsets stay uncommitted until the broker acknowledges",
-            )
-
-    def _publish_recovered(self, topic: str) -> None:
-        trouble = self.publish_trouble.pop(topic)
-        self._publish_logged_at.pop(topic, None)
-        self._log.info("publish_recovered", topic=topic, error=trouble.error)
+        await self._writer.write(self._topics.dlq_for(record.topic), record, headers)
 
     # ----------------------------------------------------------------- health reporting
 
