@@ -46,6 +46,7 @@ class Activation:
                 metrics,
                 rng,
                 (health or {}).get(service.name),
+                config.retry.max_retry_after_s,
             )
             for service in config.personalization.services
         ]

@@ -74,8 +74,11 @@ class ServiceRunner:
         metrics: Metrics,
         rng: random.Random,
         health: ServiceHealth | None = None,
+        max_retry_after_s: float = 300.0,
     ) -> None:
         self.service = service
+        # retry.max_retry_after_s: a Retry-After of a day must not silence the service a day.
+        self._max_retry_after_s = max_retry_after_s
         self.name = service.name
         self.triggers = frozenset(service.triggers)
         self._api_key = api_key
@@ -264,7 +267,8 @@ class ServiceRunner:
             error = self._error(result)
             if result.status == 429:
                 throttled += 1
-                self.limiter.block_until(time.monotonic() + (result.retry_after_s or 1.0))
+                wait = min(result.retry_after_s or 1.0, self._max_retry_after_s)
+                self.limiter.block_until(time.monotonic() + wait)
                 if throttled < MAX_THROTTLED:
                     continue
                 return error, requested_at, latency_ms

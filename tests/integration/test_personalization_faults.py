@@ -134,3 +134,31 @@ async def test_429_honours_retry_after_and_every_trigger_is_still_answered(
     for (at, outcome), later in zip(zip(times, outcomes, strict=True), times[1:], strict=False):
         if outcome == "429":
             assert later - at >= 0.9, (at, later)
+
+
+async def test_a_retry_after_of_a_day_holds_the_service_back_only_up_to_the_cap(
+    kafka: str, topic: str, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    day = {"errors": [{"status": 429, "rate": 1.0, "retry_after_s": 86400}]}
+    await control(sandbox.url, faults={**CLEAR, **day})
+    config = p13n_config(
+        kafka,
+        topic,
+        sandbox.url,
+        tmp_path,
+        env={"retry__max_retry_after_s": 2},
+        max_age_s=60,
+        max_in_flight=1,
+    )
+    trigger = event("product_view", "patient")
+    pipeline = Pipeline(config, REGISTRY)
+    async with running(pipeline):
+        await send(kafka, topic, [trigger])
+
+        async def throttled() -> bool:
+            return (await p13n_requests(sandbox.url))["statuses"].get("429", 0) >= 1
+
+        await wait_for(throttled, 30, "a 429 with Retry-After: 86400")
+        await control(sandbox.url, faults=CLEAR)
+        answer = await _answer_for(kafka, topic, trigger)
+    assert answer["source"] == "service", answer
