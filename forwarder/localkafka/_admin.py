@@ -8,9 +8,15 @@ import time
 
 
 async def create_topic(
-    bootstrap: str, name: str, partitions: int, replication: int = 1, wait_s: float = 30.0
+    bootstrap: str,
+    name: str,
+    partitions: int,
+    replication: int = 1,
+    wait_s: float = 30.0,
+    configs: dict[str, str] | None = None,
 ) -> None:
-    """Create a topic and wait until every partition has a leader."""
+    """Create a topic (with topic ``configs`` such as ``min.insync.replicas``) and wait until
+    every partition has a leader."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
@@ -18,7 +24,9 @@ async def create_topic(
     await admin.start()
     try:
         with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics([NewTopic(name, partitions, replication)])
+            await admin.create_topics(
+                [NewTopic(name, partitions, replication, topic_configs=configs or {})]
+            )
         deadline = time.monotonic() + wait_s
         while True:
             described = await admin.describe_topics([name])
