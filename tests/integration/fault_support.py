@@ -29,6 +29,9 @@ from .support import read_all, uuid_of, wait_for
 # (uuid, partition, offset) of every event a commit audit knows the place of.
 Located = Iterable[tuple[str, int, int]]
 
+COMMIT_S = 1.0  # kafka.commit_interval_ms of the forwarder (the default)
+IN_FLIGHT_EVENTS = 8 * 500  # limits.max_in_flight x batch.max_events (the defaults)
+
 
 @dataclass(frozen=True, slots=True)
 class Acked:
@@ -320,6 +323,18 @@ def peak_per_s(sandbox: RunningSandbox) -> int:
     """The most distinct events the sandbox first accepted within one wall-clock second."""
     seconds = Counter(int(at) for at in sandbox.sandbox.recorder.first_seen.values())
     return max(seconds.values(), default=0)
+
+
+def duplicate_bound(windows: int, sandbox: RunningSandbox) -> tuple[int, str]:
+    """The most duplicates ``windows`` re-reads can explain, and how it was reckoned: each
+    repeats at most what was accepted but not yet committed, one commit interval of throughput
+    plus the requests in flight."""
+    peak = peak_per_s(sandbox)
+    bound = windows * (int(peak * COMMIT_S) + IN_FLIGHT_EVENTS)
+    return bound, (
+        f"{bound} = {windows} re-reads x ({peak} events/s x {COMMIT_S} s + "
+        f"{IN_FLIGHT_EVENTS} in flight)"
+    )
 
 
 @dataclass

@@ -16,6 +16,7 @@ from forwarder.sandbox import RunningSandbox
 from forwarder.traffic import TrafficGenerator, produce
 
 from .fault_support import (
+    IN_FLIGHT_EVENTS,
     CommitAudit,
     Figures,
     committed,
@@ -33,7 +34,6 @@ LATENCY_MS = 5000
 SHUTDOWN_TIMEOUT_S = 8
 # After the drain: leave the group, stop the producer, close the HTTP client.
 CLOSE_S = 4
-IN_FLIGHT_EVENTS = 8 * 500  # limits.max_in_flight x batch.max_events (the defaults)
 
 
 async def test_sigterm_with_a_5_s_endpoint_drains_within_the_timeout_and_the_rest_follows(
