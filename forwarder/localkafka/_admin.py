@@ -15,7 +15,8 @@ async def create_topic(
     wait_s: float = 30.0,
     configs: dict[str, str] | None = None,
 ) -> None:
-    """Create a topic (with topic ``configs``, if any) and wait until every partition has a leader."""
+    """Create a topic (with topic ``configs`` such as ``min.insync.replicas``) and wait until
+    every partition has a leader."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 

@@ -101,6 +101,92 @@ def test_bad_input_is_a_failure_never_an_exception(value: object, reason: str) -
     assert outcome.detail
 
 
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:30:00+01:00",
+        "9999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59-01:00",
+        "2100-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+    ],
+)
+def test_a_schema_valid_timestamp_out_of_range_gets_the_kafka_time(stamp: str) -> None:
+    # Year 1 would give a negative time and year 9999 one in 253402300799: neither is a time
+    # the endpoint can partition by, so the record's Kafka timestamp is used, as for a
+    # timestamp that does not parse; the event's own timestamp is forwarded unchanged.
+    event = _decode({**VALID, "timestamp": stamp}, timestamp=1_763_800_000_123)
+    assert isinstance(event, Event)
+    body = orjson.loads(event.body)
+    assert body["time"] == 1_763_800_000
+    assert body["timestamp"] == stamp
+
+
+def test_the_last_moments_in_range_are_kept() -> None:
+    for stamp, seconds in (("1970-01-01T00:00:00Z", 0), ("2099-12-31T23:59:59Z", 4_102_444_799)):
+        event = _decode({**VALID, "timestamp": stamp})
+        assert isinstance(event, Event)
+        assert orjson.loads(event.body)["time"] == seconds
+
+
+def test_a_kafka_timestamp_out_of_range_adds_no_time() -> None:
+    decoder = Decoder(_AcceptAll(), lambda t: f"db.{t}")
+    event = decoder.decode(Rec(b'{"event_type":"x"}', timestamp=253_402_300_799_000))  # type: ignore[arg-type]
+    assert isinstance(event, Event)
+    assert "time" not in orjson.loads(event.body)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (b"null", "null"),
+        (b"[1]", "array"),
+        (b'"text"', "string"),
+        (b"12", "number"),
+        (b"1.5", "number"),
+        (b"true", "boolean"),
+    ],
+)
+def test_a_non_object_is_named_by_its_json_type(value: bytes, shown: str) -> None:
+    outcome = DECODER.decode(Rec(value))  # type: ignore[arg-type]
+    assert outcome == Failure("not_an_object", f"the event is a JSON {shown}, not an object")
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        (b"\xef\xbb\xbf" + orjson.dumps(VALID), "byte order mark"),
+        (b"[" * 10_000 + b"]" * 10_000, "depth limit"),
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "depth limit"),
+        (b'{"n":' + str(10**400).encode() + b"}", "infinity"),
+        (b'{"n":NaN}', "unexpected character"),
+        (b'{"n":Infinity}', "unexpected character"),
+        (b'{"s":"\\ud800"}', "surrogate"),
+        (b'{"s":"\xc3\x28"}', "UTF-8"),
+        (b"", "empty"),
+        (b" \n\t ", "empty"),
+    ],
+)
+def test_hostile_json_is_invalid_json_with_the_parsers_reason(value: bytes, detail: str) -> None:
+    outcome = DECODER.decode(Rec(value))  # type: ignore[arg-type]
+    assert isinstance(outcome, Failure)
+    assert outcome.reason == "invalid_json"
+    assert detail in outcome.detail
+
+
+def test_duplicate_members_are_validated_and_routed_by_the_last_one() -> None:
+    # Last wins, as in orjson and the sandbox: the value validated is the one the endpoint uses.
+    raw = orjson.dumps(VALID)[:-1] + b',"device_type":"desktop","device_type":"fridge"}'
+    outcome = DECODER.decode(Rec(raw))  # type: ignore[arg-type]
+    assert isinstance(outcome, Failure)
+    assert outcome.detail.startswith("/device_type")
+    raw = orjson.dumps(VALID)[:-1] + b',"event_type":"nope","event_type":"search","query":"q"}'
+    event = DECODER.decode(Rec(raw))  # type: ignore[arg-type]
+    assert isinstance(event, Event)
+    assert event.destination == "clickstream.search"
+
+
 def test_schema_failure_detail_names_the_path() -> None:
     outcome = _decode({**VALID, "device_type": "fridge"})
     assert isinstance(outcome, Failure)
