@@ -78,7 +78,7 @@ async def _outage_then_recovery(
     ops_port = free_port()
     process = ForwarderProcess(_env(kafka, topic, url, ops_port), log)
     try:
-        await _through(kafka, topic, url, process, _Ops(ops_port), sent, heal)
+        await _through(kafka, topic, url, _Ops(ops_port), sent, heal)
         process.signal(signal.SIGTERM)
         assert await process.wait(60) == 0, process.output()[-3000:]
     finally:
@@ -90,7 +90,6 @@ async def _through(
     kafka: str,
     topic: str,
     url: str,
-    process: ForwarderProcess,
     ops: _Ops,
     sent: list[Generated],
     heal: Callable[[], Awaitable[None]],
