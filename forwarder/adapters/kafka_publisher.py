@@ -4,6 +4,14 @@
 error and whether it is retriable. The delivery retries (the source offset of a record is
 committed only after its copy is safe, so a broker outage here stalls commits instead of losing
 events) and makes every failure visible.
+
+aiokafka's idempotent producer does not survive every outage: a batch that waits longer than
+``request_timeout_ms`` while its partition has no leader expires but keeps its sequence number,
+so once a leader is back the broker refuses the next batch as ``OutOfOrderSequenceNumber``, the
+producer's sender task ends, and every later send fails the same way (the Java client bumps the
+producer epoch instead, KIP-360). The publisher then replaces the producer: a new one gets a new
+producer id and starts its sequences afresh, and the failed records are written again by the
+caller's retry, so nothing is lost and the records keep their headers.
 """
 
 from __future__ import annotations
@@ -15,7 +23,12 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+)
 
 from forwarder.adapters.kafka_common import connection_kwargs, open_admin
 from forwarder.config import MAX_BYTES_PER_EVENT, KafkaConfig
@@ -32,17 +45,27 @@ CHECK_TIMEOUT_S = 5.0
 # (1,048,588) holds it.
 RECORD_HEADROOM_BYTES = 16 * 1024
 MIN_MESSAGE_BYTES = MAX_BYTES_PER_EVENT + RECORD_HEADROOM_BYTES
+# Errors after which aiokafka's sender task has ended and the producer can send nothing more.
+PRODUCER_ENDING_ERRORS = (OutOfOrderSequenceNumber, ProducerFenced)
+STOP_TIMEOUT_S = 10.0
 
 
 class KafkaPublisher:
-    def __init__(self, config: KafkaConfig) -> None:
+    def __init__(self, config: KafkaConfig, request_timeout_ms: int = 40_000) -> None:
         self._config = config
-        self._producer = AIOKafkaProducer(
-            **connection_kwargs(config),
+        self._request_timeout_ms = request_timeout_ms
+        self._producer = self._new_producer()
+        self._replacing = asyncio.Lock()
+        self._log = structlog.get_logger("forwarder.kafka")
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            **connection_kwargs(self._config),
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
             max_request_size=MAX_REQUEST_BYTES,
+            request_timeout_ms=self._request_timeout_ms,
         )
 
     async def start(self) -> None:
@@ -58,11 +81,47 @@ class KafkaPublisher:
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> PublishResult:
         """One produce, waited for until the broker acknowledged it or refused it."""
+        producer = self._producer
         try:
-            await self._producer.send_and_wait(topic, value=value, key=key, headers=headers)
+            await producer.send_and_wait(topic, value=value, key=key, headers=headers)
         except KafkaError as exc:
+            if isinstance(exc, PRODUCER_ENDING_ERRORS) or _sender_ended(producer):
+                await self._replace(producer, exc)
+                return PublishResult(False, type(exc).__name__, True)
             return PublishResult(False, type(exc).__name__, bool(exc.retriable))
         return ACKNOWLEDGED
+
+    async def _replace(self, broken: AIOKafkaProducer, cause: KafkaError) -> None:
+        """Swap in a new producer for one that can send no more, once for all the failed sends.
+
+        If the new one cannot start (the cluster is still away), the broken one stays and the
+        next failed publish tries again.
+        """
+        async with self._replacing:
+            if self._producer is not broken:
+                return
+            try:
+                await asyncio.wait_for(broken.stop(), STOP_TIMEOUT_S)
+            except (KafkaError, TimeoutError) as exc:
+                self._log.warning("producer_stop_failed", error=type(exc).__name__)
+            fresh = self._new_producer()
+            try:
+                await fresh.start()
+            except KafkaError as exc:
+                await fresh.stop()
+                self._log.warning(
+                    "producer_replace_failed",
+                    cause=type(cause).__name__,
+                    error=type(exc).__name__,
+                    note="retried on the next failed write",
+                )
+                return
+            self._producer = fresh
+            self._log.warning(
+                "producer_replaced",
+                cause=type(cause).__name__,
+                note="the producer could send no more; the failed writes are retried",
+            )
 
     async def check(self) -> str:
         """Ask a broker for metadata through the producer's own client: ``""`` if one answered.
@@ -209,6 +268,16 @@ async def ensure_named_topics(config: KafkaConfig, names: Sequence[str], like: s
                 "create them by hand or grant CREATE on the cluster"
             ) from None
         return missing
+
+
+def _sender_ended(producer: AIOKafkaProducer) -> bool:
+    """Whether aiokafka's background sender has ended, after which every send fails.
+
+    Reaches into aiokafka's private state, defensively: a future version without it reads as
+    "still running", and the known ending errors are caught by type as well.
+    """
+    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    return isinstance(task, asyncio.Task) and task.done()
 
 
 def _one_line(exc: KafkaError) -> str:

@@ -20,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from forwarder.adapters.kafka_publisher import KafkaPublisher
+from forwarder.config import load_config
 from forwarder.localkafka import KafkaCluster, create_topic
+from forwarder.ports import PublishResult
 from forwarder.sandbox import RunningSandbox
 from forwarder.traffic import TrafficGenerator
 
@@ -218,3 +221,46 @@ async def test_a_lone_node_stopped_30_s_and_restarted_on_its_data_recovers_by_it
     )
     figures.recovery_s = recovery
     _check(figures, audit, sandbox, windows=1)
+
+
+async def test_the_retry_producer_comes_back_after_its_batches_expire_while_a_partition_is_offline(
+    three_nodes: KafkaCluster,
+) -> None:
+    """aiokafka expires a batch that waited ``request_timeout_ms`` for an offline partition but
+    keeps its sequence number; when the leader is back, the broker refuses the next batch as
+    OutOfOrderSequenceNumber and that producer can send nothing more. The publisher must
+    replace it and let the caller's retry write the records."""
+    bootstrap = three_nodes.bootstrap_servers
+    topic = f"pub-{uuid.uuid4().hex[:8]}"
+    # One replica, so stopping its node leaves the partition without a leader.
+    await create_topic(bootstrap, topic, 1)
+    (leader,) = (await leaders(bootstrap, topic)).values()
+    config = load_config(
+        None, {"FORWARDER_KAFKA__BOOTSTRAP_SERVERS": bootstrap}, need_secrets=False
+    )
+    publisher = KafkaPublisher(config.kafka, request_timeout_ms=3_000)
+    await publisher.start()
+    try:
+        assert (await publisher.publish(topic, b"k", b"before", [])).acknowledged
+        await asyncio.to_thread(three_nodes.stop_node, leader - 1)
+        pending = asyncio.gather(
+            *(publisher.publish(topic, b"k", f"during-{i}".encode(), []) for i in range(3))
+        )
+        await asyncio.sleep(8)  # past the request timeout, so the pending batches expire
+        await asyncio.to_thread(three_nodes.start_node, leader - 1)
+        back = time.monotonic()
+        during = await asyncio.wait_for(pending, 60)
+        results: list[PublishResult] = []
+        while time.monotonic() - back < 60:
+            results.append(await publisher.publish(topic, b"k", b"after", []))
+            if results[-1].acknowledged:
+                break
+            assert results[-1].retriable, results[-1]
+            await asyncio.sleep(0.5)
+        errors = sorted({r.error for r in [*during, *results] if not r.acknowledged})
+        assert results and results[-1].acknowledged, (
+            f"no write acknowledged in 60 s after the leader came back: {errors}"
+        )
+        print(f"writes resumed {time.monotonic() - back:.1f}s after the restart; errors {errors}")
+    finally:
+        await publisher.stop()
