@@ -1,3 +1,4 @@
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,6 +22,13 @@ VALID = {
     "timestamp": "2026-11-22T10:30:00.500+01:00",
     "page_url": "https://shop.example.com/",
 }
+
+
+def _nest(levels: int) -> object:
+    inner: object = {"leaf": 1}
+    for _ in range(levels):
+        inner = {"d": inner}
+    return inner
 
 
 @dataclass
@@ -175,16 +183,55 @@ def test_hostile_json_is_invalid_json_with_the_parsers_reason(value: bytes, deta
     assert detail in outcome.detail
 
 
-def test_duplicate_members_are_validated_and_routed_by_the_last_one() -> None:
-    # Last wins, as in orjson and the sandbox: the value validated is the one the endpoint uses.
-    raw = orjson.dumps(VALID)[:-1] + b',"device_type":"desktop","device_type":"fridge"}'
+@pytest.mark.parametrize(
+    ("layout", "raw"),
+    [
+        ("compact", orjson.dumps(VALID)[:-1] + b',"device_type":"desktop","device_type":"mobile"}'),
+        (
+            "json.dumps",
+            json.dumps(VALID)[:-1].encode()
+            + b', "device_type": "desktop", "device_type": "mobile"}',
+        ),
+        (
+            "nested",
+            orjson.dumps({**VALID, "extra": {"a": [{"b": 1}]}})[:-4] + b',"b":2}]}}',
+        ),
+        (
+            "210 levels deep, past jiter's limit",
+            orjson.dumps(VALID)[:-1]
+            + b',"deep":'
+            + b'{"d":' * 210
+            + b'{"x":1,"x":2}'
+            + b"}" * 210
+            + b"}",
+        ),
+    ],
+)
+def test_an_object_repeating_a_member_name_is_invalid_json(layout: str, raw: bytes) -> None:
+    # Even when every value is valid: the body sent is the producer's bytes, and a receiver
+    # keeping the first of the repeated values would store one that was never validated.
     outcome = DECODER.decode(Rec(raw))  # type: ignore[arg-type]
-    assert isinstance(outcome, Failure)
-    assert outcome.detail.startswith("/device_type")
-    raw = orjson.dumps(VALID)[:-1] + b',"event_type":"nope","event_type":"search","query":"q"}'
-    event = DECODER.decode(Rec(raw))  # type: ignore[arg-type]
-    assert isinstance(event, Event)
-    assert event.destination == "clickstream.search"
+    assert isinstance(outcome, Failure), layout
+    assert outcome.reason == "invalid_json"
+    assert "repeat" in outcome.detail, outcome.detail
+    if "deep" not in layout:
+        assert '"device_type"' in outcome.detail or '"b"' in outcome.detail, outcome.detail
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        orjson.dumps(VALID),
+        json.dumps(VALID).encode(),
+        json.dumps(VALID, indent=2, ensure_ascii=True).encode(),
+        json.dumps({**VALID, "query": 'a "quoted": name', "page_url": 'x":1'}).encode(),
+        json.dumps({**VALID, "q": 'say "x": y', "deep": [{"d": [1]}] * 3 + [_nest(210)]}).encode(),
+    ],
+    ids=["compact", "json.dumps", "indented", "quotes-and-colons-in-strings", "deep-counted"],
+)
+def test_an_object_with_distinct_member_names_is_not_refused(raw: bytes) -> None:
+    outcome = DECODER.decode(Rec(raw))  # type: ignore[arg-type]
+    assert isinstance(outcome, Event), outcome
 
 
 def test_schema_failure_detail_names_the_path() -> None:
