@@ -1,10 +1,10 @@
 """Forwarder throughput and latency against a bare aiokafka consumer, side by side, on loopback.
 
     .venv/bin/python bench/bench_forwarder.py [--events 500000] [--runs 3] [--replicas 2]
-        [--decode-stub]
+        [--decode-stub] [--event-bytes 500]
 
 Setup: a local Kafka broker (6 partitions), the sandbox in its own process (no latency, no rate
-limit), ``--events`` events of about 500 bytes already in the topic. Each run, alternating:
+limit), ``--events`` events of about ``--event-bytes`` (500) bytes already in the topic. Each run, alternating:
 
 - raw ceiling: a bare AIOKafkaConsumer (new group) reads the whole topic;
 - forwarder: ``forwarder run`` (new group) in a child process forwards it all; events/s is
@@ -58,7 +58,14 @@ def pad_to(event: dict[str, Any], size: int) -> bytes:
     return raw
 
 
-async def fill(bootstrap: str, topic: str, count: int, seed: int, hot_users: float = 0.0) -> None:
+async def fill(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    seed: int,
+    hot_users: float = 0.0,
+    event_bytes: int = 500,
+) -> None:
     generator = TrafficGenerator(seed=seed, run_id=topic, hot_users=hot_users)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=512 * 1024
@@ -66,7 +73,9 @@ async def fill(bootstrap: str, topic: str, count: int, seed: int, hot_users: flo
     await producer.start()
     try:
         events = (generator.valid() for _ in range(count))
-        await send_all(producer, topic, ((pad_to(e, 500), e["user_id"].encode()) for e in events))
+        await send_all(
+            producer, topic, ((pad_to(e, event_bytes), e["user_id"].encode()) for e in events)
+        )
     finally:
         await producer.stop()
 
@@ -288,6 +297,9 @@ async def main() -> None:
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--latency-seconds", type=int, default=20)
     parser.add_argument(
+        "--event-bytes", type=int, default=500, help="size of each event (padded with a note)"
+    )
+    parser.add_argument(
         "--replicas",
         type=int,
         default=1,
@@ -315,9 +327,11 @@ async def main() -> None:
         topic = "bench"
         await create_topic(cluster.bootstrap_servers, topic, PARTITIONS)
         started = time.monotonic()
-        await fill(cluster.bootstrap_servers, topic, args.events, seed=1)
+        await fill(
+            cluster.bootstrap_servers, topic, args.events, seed=1, event_bytes=args.event_bytes
+        )
         print(
-            f"produced {args.events} events of ~500 B in {time.monotonic() - started:.1f}s",
+            f"produced {args.events} events of ~{args.event_bytes} B in {time.monotonic() - started:.1f}s",
             flush=True,
         )
         raw: list[float] = []
@@ -366,6 +380,7 @@ async def main() -> None:
     ratios = [f["events_per_s"] / r for f, r in zip(fwd, raw, strict=True)]
     result = {
         "events": args.events,
+        "event_bytes": args.event_bytes,
         "runs": args.runs,
         "forwarder_events_per_s": round(med["events_per_s"]),
         "raw_consumer_events_per_s": round(raw_med),
@@ -391,7 +406,8 @@ async def main() -> None:
     print(json.dumps(result, indent=2))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "forwarder.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "forwarder.json" if args.event_bytes == 500 else f"forwarder-{args.event_bytes}b.json"
+    (out / name).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from forwarder.core.classify import Policy
 from forwarder.core.decode import Decoder, Event, Validator
 from forwarder.core.headers import Failure, attempts_of
 from forwarder.core.health import EndpointHealth, HealthSettings, State
-from forwarder.core.offsets import OffsetTracker, record_bytes
+from forwarder.core.offsets import OffsetTracker
 from forwarder.core.records import RecordLike
 from forwarder.core.token_bucket import TokenBucket
 from forwarder.core.topics import TopicMap
@@ -322,8 +322,10 @@ class Pipeline:
         for record in records:
             outcome = decode(record)
             if isinstance(outcome, Event):
-                for batch in add(outcome, now):
-                    put(batch)
+                closed = add(outcome, now)
+                if closed:
+                    for batch in closed:
+                        put(batch)
             else:
                 self._spawn(self._dead_letter(record, outcome))
 
@@ -331,11 +333,7 @@ class Pipeline:
         await self._delivery.dead_letter(record, failure, attempts_of(record), None)
 
     def _records_done(self, records: Sequence[RecordLike]) -> None:
-        # A plain tuple hashes and compares equal to aiokafka's TopicPartition (a namedtuple),
-        # and is cheaper to build once per event.
-        done = self._tracker.done
-        for record in records:
-            done((record.topic, record.partition), record.offset, record_bytes(record))
+        self._tracker.done_records(records)
 
     def _stop_fetching(self) -> bool:
         return self.health.blocked or self._fatal_publish_trouble()

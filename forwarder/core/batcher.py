@@ -8,6 +8,7 @@ body ``{"events":[...]}``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from forwarder.core.decode import Event
@@ -53,18 +54,21 @@ class Batcher:
         self.linger_s = linger_s
         self._open: dict[str, Batch] = {}
 
-    def add(self, event: Event, now: float) -> list[Batch]:
+    def add(self, event: Event, now: float) -> Sequence[Batch]:
         """Add an event; return the batches this closed (zero, one, or two)."""
-        closed: list[Batch] = []
-        batch = self._open.get(event.destination)
+        destination = event.destination
+        batch = self._open.get(destination)
+        closed: Sequence[Batch] = ()  # no list built for the events that close nothing
         if batch is not None and batch.size + 1 + len(event.body) > self.max_bytes:
-            closed.append(self._open.pop(event.destination))
+            closed = [self._open.pop(destination)]
             batch = None
         if batch is None:
-            batch = self._open[event.destination] = Batch(event.destination, now)
-        batch.add(event)
-        if len(batch.events) >= self.max_events or batch.size >= self.max_bytes:
-            closed.append(self._open.pop(event.destination))
+            batch = self._open[destination] = Batch(destination, now)
+        events = batch.events
+        batch.size += len(event.body) + (1 if events else 0)
+        events.append(event)
+        if len(events) >= self.max_events or batch.size >= self.max_bytes:
+            closed = [*closed, self._open.pop(destination)]
         return closed
 
     def due(self, now: float) -> list[Batch]:

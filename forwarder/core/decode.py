@@ -28,6 +28,7 @@ first of the repeated values would store one that was never validated.
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -80,8 +81,16 @@ class Event(NamedTuple):
 
 # SHA-1 state after the namespace bytes: copying it is cheaper than hashing them again.
 _NAMESPACED_SHA1 = hashlib.sha1(UUID_NAMESPACE.bytes, usedforsecurity=False)
+_copy_namespaced = _NAMESPACED_SHA1.copy
 # The RFC 4122 variant keeps a nibble's low two bits under 0b10: hex digit -> variant digit.
-_VARIANT = "89ab89ab89ab89ab"
+_VARIANT = dict(zip("0123456789abcdef", "89ab89ab89ab89ab", strict=True))
+# Event(...) through tuple.__new__: NamedTuple's own __new__ is a Python function, a frame per
+# event.
+_new_tuple = tuple.__new__
+# Timestamps "YYYY-MM-DDTHH:MM:SS[.fff|.ffffff]Z" share their first 19 characters with every
+# other event of the same second: their ``time`` is looked up by those. Bounded by clearing.
+_SECOND_CACHE_MAX = 4096
+_FRACTION_LENGTHS = frozenset((20, 24, 27))  # no fraction, milliseconds, microseconds
 
 
 def uuid5(name: str) -> str:
@@ -90,10 +99,10 @@ def uuid5(name: str) -> str:
     The same string as the standard library (a unit test checks it) at a third of the cost:
     it runs once per event. Digit 13 becomes the version (5), digit 17 takes the variant bits.
     """
-    sha1 = _NAMESPACED_SHA1.copy()
+    sha1 = _copy_namespaced()
     sha1.update(name.encode())
     h = sha1.hexdigest()
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:32]}"
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def event_uuid(event: dict[str, Any], origin: Origin | RecordLike) -> str:
@@ -109,17 +118,30 @@ def event_uuid(event: dict[str, Any], origin: Origin | RecordLike) -> str:
 def event_time(event: dict[str, Any], record: RecordLike) -> int | None:
     """From ``timestamp``, else from the first source's Kafka timestamp (read only then)."""
     stamp = event.get("timestamp")
-    if isinstance(stamp, str):
-        try:
-            parsed = datetime.fromisoformat(stamp)
-        except ValueError:
-            parsed = None
-        if parsed is not None:
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            seconds = int(parsed.timestamp())
-            if 0 <= seconds < MAX_TIME_S:
-                return seconds
+    seconds = stamp_seconds(stamp) if isinstance(stamp, str) else None
+    return seconds if seconds is not None else record_time(record)
+
+
+def _ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def stamp_seconds(stamp: str) -> int | None:
+    """Unix seconds of an ISO 8601 ``timestamp`` (UTC when it names no zone), or None when it
+    does not parse or lies outside the ``time`` range."""
+    try:
+        parsed = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    # Floor, not int(): 1969-12-31T23:59:59.5Z lies before the range, not at its start.
+    seconds = math.floor(parsed.timestamp())
+    return seconds if 0 <= seconds < MAX_TIME_S else None
+
+
+def record_time(record: RecordLike) -> int | None:
+    """The first source's Kafka timestamp in seconds, when within the ``time`` range."""
     timestamp_ms = origin_of(record).timestamp_ms
     if 0 <= timestamp_ms < MAX_TIME_S * 1000:
         return timestamp_ms // 1000
@@ -149,6 +171,7 @@ class Decoder:
         self._validator = validator
         self._destination_for = destination_for
         self._destinations: dict[str, str] = {}
+        self._seconds: dict[str, int | None] = {}
 
     def decode(self, record: RecordLike) -> Event | Failure:
         value = record.value
@@ -177,7 +200,7 @@ class Decoder:
         stamp = event.get("time")
         derived = None
         if not isinstance(stamp, int) or isinstance(stamp, bool):
-            derived = event_time(event, record)
+            derived = self._time(event, record)
         body = (
             _splice(value, event_id, derived)
             if event and "uuid" not in event and ("time" not in event or derived is None)
@@ -194,4 +217,27 @@ class Decoder:
         destination = self._destinations.get(event_type)
         if destination is None:
             destination = self._destinations[event_type] = self._destination_for(event_type)
-        return Event(record, destination, body, event_id)
+        return _new_tuple(Event, (record, destination, body, event_id))
+
+    def _time(self, event: dict[str, Any], record: RecordLike) -> int | None:
+        """``event_time``, with the parse of a UTC ``timestamp`` shared by its whole second.
+
+        For "YYYY-MM-DDTHH:MM:SS" + ("", ".fff" or ".ffffff") + "Z" the fraction cannot change
+        the (non-negative) whole second, so the first 19 characters decide.
+        """
+        stamp = event.get("timestamp")
+        if (
+            isinstance(stamp, str)
+            and len(stamp) in _FRACTION_LENGTHS
+            and stamp[-1] == "Z"
+            and (len(stamp) == 20 or (stamp[19] == "." and _ascii_digits(stamp[20:-1])))
+        ):
+            second = stamp[:19]
+            seconds = self._seconds.get(second, -1)
+            if seconds == -1:
+                if len(self._seconds) >= _SECOND_CACHE_MAX:
+                    self._seconds.clear()
+                seconds = self._seconds[second] = stamp_seconds(second + "Z")
+        else:
+            seconds = stamp_seconds(stamp) if isinstance(stamp, str) else None
+        return seconds if seconds is not None else record_time(record)

@@ -22,8 +22,8 @@ def _event(destination: str = "db.page_view", size: int = 100) -> Event:
 
 def test_batch_closes_at_max_events() -> None:
     batcher = Batcher(max_events=3, max_bytes=10_000, linger_s=1.0)
-    assert batcher.add(_event(), 0.0) == []
-    assert batcher.add(_event(), 0.0) == []
+    assert list(batcher.add(_event(), 0.0)) == []
+    assert list(batcher.add(_event(), 0.0)) == []
     closed = batcher.add(_event(), 0.0)
     assert len(closed) == 1
     assert len(closed[0]) == 3
@@ -42,7 +42,7 @@ def test_batch_closes_before_exceeding_max_bytes_and_size_is_exact() -> None:
 def test_batches_are_per_destination() -> None:
     batcher = Batcher(max_events=2, max_bytes=10_000, linger_s=1.0)
     batcher.add(_event("db.a"), 0.0)
-    assert batcher.add(_event("db.b"), 0.0) == []
+    assert list(batcher.add(_event("db.b"), 0.0)) == []
     closed = batcher.add(_event("db.a"), 0.0)
     assert [b.destination for b in closed] == ["db.a"]
 

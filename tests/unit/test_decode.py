@@ -8,7 +8,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from forwarder.core import headers as h
-from forwarder.core.decode import Decoder, Event, event_uuid
+from forwarder.core.decode import Decoder, Event, event_time, event_uuid
 from forwarder.core.headers import Failure, retry_headers
 from forwarder.core.records import Origin
 from forwarder.core.schemas import SchemaRegistry, default_schema_dir
@@ -288,3 +288,26 @@ def test_fast_uuid5_matches_the_standard_library_for_any_name(name: str) -> None
     from forwarder.core.decode import UUID_NAMESPACE, uuid5
 
     assert uuid5(name) == str(uuid.uuid5(UUID_NAMESPACE, name))
+
+
+@given(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+    st.sampled_from(["", ".%f", ".123", ".1", ".1234567", ".１２３", ".12a"]),
+    st.sampled_from(["Z", "+00:00", "+05:30", "", "z"]),
+)
+@example(datetime(1969, 12, 31, 23, 59, 59), ".500", "Z")
+@example(datetime(2099, 12, 31, 23, 59, 59), ".999999", "Z")
+def test_the_per_second_time_cache_agrees_with_parsing_every_timestamp(
+    when: datetime, fraction: str, zone: str
+) -> None:
+    stamp = (
+        when.strftime("%Y-%m-%dT%H:%M:%S")
+        + (when.strftime(fraction) if fraction == ".%f" else fraction)
+        + zone
+    )
+    decoder = Decoder(REGISTRY, str)
+    event = {"timestamp": stamp}
+    record = Rec(b"{}")
+    expected = event_time(event, record)  # type: ignore[arg-type]
+    assert decoder._time(event, record) == expected  # type: ignore[arg-type]
+    assert decoder._time(event, record) == expected, "a cache hit"  # type: ignore[arg-type]

@@ -186,3 +186,44 @@ def test_a_record_holds_its_value_twice_plus_an_overhead() -> None:
     tracker.done(P, 2001, record_bytes(_Rec(2001, 0)))  # type: ignore[arg-type]
     tracker.done(P, 2002, record_bytes(_Rec(2002, 0)))  # type: ignore[arg-type]
     assert tracker.under_bytes_resume_mark()
+
+
+class _PartRec(_Rec):
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        super().__init__(offset, 1000 + offset)
+        self.topic = topic
+        self.partition = partition
+
+
+@settings(max_examples=300)
+@given(
+    fetched=st.lists(st.tuples(st.sampled_from(["t", "u"]), st.integers(0, 2)), max_size=8),
+    batches=st.lists(
+        st.lists(
+            st.tuples(st.sampled_from(["t", "u"]), st.integers(0, 2), st.integers(0, 12)),
+            max_size=10,
+        ),
+        max_size=6,
+    ),
+)
+def test_a_batch_done_at_once_equals_its_records_done_one_by_one(
+    fetched: list[tuple[str, int]], batches: list[list[tuple[str, int, int]]]
+) -> None:
+    one_by_one = OffsetTracker(max_pending=1000)
+    at_once = OffsetTracker(max_pending=1000)
+    for topic, partition in set(fetched):  # partitions never fetched stay unknown
+        records = [_PartRec(topic, partition, o) for o in range(10)]
+        for tracker in (one_by_one, at_once):
+            tracker.add_all((topic, partition), records, 7)  # type: ignore[arg-type]
+    for batch in batches:  # records of several partitions, in any order, some twice or unknown
+        records = [_PartRec(*coordinates) for coordinates in batch]
+        for record in records:
+            size = record_bytes(record)  # type: ignore[arg-type]
+            one_by_one.done((record.topic, record.partition), record.offset, size)
+        at_once.done_records(records)  # type: ignore[arg-type]
+        assert at_once.to_commit() == one_by_one.to_commit()
+        assert at_once.held_bytes == one_by_one.held_bytes
+        assert at_once.oldest_pending_timestamp_ms() == one_by_one.oldest_pending_timestamp_ms()
+        assert {p: at_once.pending(p) for p in at_once.partitions} == {
+            p: one_by_one.pending(p) for p in one_by_one.partitions
+        }
