@@ -148,6 +148,12 @@ def record_time(record: RecordLike) -> int | None:
     return None
 
 
+def json_type(value: object) -> str:
+    """The JSON name of a decoded value's type: ``null``, ``array``, ``number``..."""
+    kind = type(value).__name__
+    return _JSON_TYPES.get(kind, kind)
+
+
 def _splice(value: bytes, event_id: str, stamp: int | None) -> bytes | None:
     """The original JSON with ``uuid`` (and ``time`` when given) inserted first, or None.
 
@@ -186,9 +192,8 @@ class Decoder:
         except orjson.JSONDecodeError as exc:
             return Failure("invalid_json", f"not valid UTF-8 JSON: {exc}")
         if not isinstance(event, dict):
-            kind = type(event).__name__
             return Failure(
-                "not_an_object", f"the event is a JSON {_JSON_TYPES.get(kind, kind)}, not an object"
+                "not_an_object", f"the event is a JSON {json_type(event)}, not an object"
             )
         repeated = repeated_member(value, event)
         if repeated is not None:

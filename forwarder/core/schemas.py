@@ -25,6 +25,8 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
+from forwarder.core.decode import json_type
+from forwarder.core.member_names import repeated_member
 from forwarder.errors import SchemaLoadError
 
 ID_BASE = "https://forwarder.local/schemas/"
@@ -157,6 +159,7 @@ def validate_lines(lines: Iterable[bytes], registry: SchemaRegistry) -> Iterator
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        line = line.strip()
         try:
             event = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -164,8 +167,12 @@ def validate_lines(lines: Iterable[bytes], registry: SchemaRegistry) -> Iterator
             continue
         if not isinstance(event, dict):
             yield LineFailure(
-                number, "not_an_object", "", f"a JSON {type(event).__name__}, not an object"
+                number, "not_an_object", "", f"a JSON {json_type(event)}, not an object"
             )
+            continue
+        repeated = repeated_member(line, event)
+        if repeated is not None:  # the forwarder dead-letters these too
+            yield LineFailure(number, "invalid_json", "", repeated)
             continue
         failure = registry.validate(event)
         if failure is not None:

@@ -111,11 +111,16 @@ def test_invalid_schema_is_refused_at_load(tmp_path: Path) -> None:
 def test_validate_lines_reports_each_bad_line() -> None:
     good = json.dumps(EXAMPLES["search"]["valid"][0]).encode()
     bad = json.dumps(EXAMPLES["search"]["invalid"][0]["event"]).encode()
-    lines = [good, b"{oops", b"", b"[1]", bad]
+    repeated = good[:-1] + b', "query": "a", "query": "b"}\n'
+    lines = [good, b"{oops", b"", b"[1]", bad, b"null", repeated]
     failures = list(validate_lines(lines, REGISTRY))
     assert [(f.line, f.reason) for f in failures] == [
         (2, "invalid_json"),
         (4, "not_an_object"),
         (5, "schema_violation"),
+        (6, "not_an_object"),
+        (7, "invalid_json"),
     ]
     assert failures[2].path == "/timestamp"
+    assert failures[3].detail == "a JSON null, not an object"
+    assert '"query"' in failures[4].detail
