@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 from pathlib import Path
 
@@ -52,16 +51,7 @@ async def run_pipeline(config: Config, registry: SchemaRegistry) -> None:
             loop.remove_signal_handler(sig)
 
 
-# The cyclic collector's thresholds for the long-running service (CPython's: 700, 10, 10).
-# Tens of thousands of records wait in memory for their batch's answer; with the default, a
-# 300,000-event run spent ~0.7 s of its ~6 CPU-s in 900 young and 90 older collections that
-# mostly re-scan those live records. These cut that to ~0.3 s (40 and 4, no full one), for
-# ~8 MB more peak RSS (bench/bench_ab.py figures in the README, Performance).
-GC_THRESHOLDS = (10_000, 10, 10)
-
-
 def run(config_path: str | None) -> None:
-    gc.set_threshold(*GC_THRESHOLDS)
     config = load_config(config_path)
     configure_logging(config.ops.log_level, config.ops.log_format, secrets_of(config))
     registry = load_registry(config)
