@@ -25,6 +25,8 @@ from forwarder.config import EndpointConfig, LimitsConfig
 from forwarder.core.backoff import parse_retry_after
 from forwarder.core.classify import SendResult
 
+_READ = httpx.ByteStream(b"")
+
 CONTENT_TYPE = "application/vnd.treasuredata.v1+json"
 Transport = Literal["aiohttp", "httpx"]
 
@@ -89,6 +91,10 @@ class HttpSink:
                 elapsed_s=time.monotonic() - started,
             )
         retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
+        # httpx binds a response to its stream, which points back at it: a reference cycle
+        # that keeps the request (and its body, up to 5 MB) alive until the cycle collector
+        # runs. The body is read, so the stream can go: the pair is freed right here.
+        response.stream = _READ
         return SendResult(
             status=response.status_code,
             body=content[:65536],
