@@ -50,6 +50,33 @@ class _PartitionState:
     committed: int | None = None
 
 
+def _finish(state: _PartitionState, offset: int, size: int) -> int:
+    """Mark ``offset`` of one partition done; return the bytes this frees.
+
+    ``size`` is the record's :func:`record_bytes`, used when it finishes ahead of an earlier
+    record; at the head the size kept when it was added is freed. Offsets no longer pending
+    (committed past, or forgotten by a re-fetch) free nothing.
+    """
+    pending = state.pending
+    if not pending or offset < pending[0]:
+        return 0
+    if offset == pending[0]:
+        pending.popleft()
+        state.stamps.popleft()
+        size = state.sizes.popleft()
+        done = state.done
+        while done and pending and pending[0] in done:
+            done.remove(pending.popleft())
+            state.stamps.popleft()
+            state.sizes.popleft()  # freed when it was marked done
+    elif offset <= pending[-1] and offset not in state.done:
+        state.done.add(offset)
+    else:
+        return 0
+    state.held -= size
+    return size
+
+
 class OffsetTracker:
     def __init__(self, max_pending: int, max_bytes: int | None = None) -> None:
         self.max_pending = max_pending
@@ -109,25 +136,14 @@ class OffsetTracker:
         ahead of an earlier record). Unknown partitions or offsets (revoked meanwhile) are
         ignored."""
         state = self._partitions.get(partition)
-        if state is None or not state.pending or offset < state.pending[0]:
-            return
-        if offset == state.pending[0]:
-            state.pending.popleft()
-            state.stamps.popleft()
-            self._free(state, state.sizes.popleft())
-            while state.pending and state.pending[0] in state.done:
-                state.done.remove(state.pending.popleft())
-                state.stamps.popleft()
-                state.sizes.popleft()  # freed when it was marked done
-        elif offset <= state.pending[-1] and offset not in state.done:
-            state.done.add(offset)
-            self._free(state, size)
+        if state is not None:
+            self.held_bytes -= _finish(state, offset, size)
 
     def done_records(self, records: Iterable[RecordLike]) -> None:
         """:meth:`done` for each record, in one call: an accepted batch's records.
 
-        The same steps inlined, once per event; the partition's state is looked up again only
-        when the partition changes (a batch holds runs of records from one fetch).
+        The partition's state is looked up again only when the partition changes (a batch
+        holds runs of records from one fetch).
         """
         partitions = self._partitions
         topic: str | None = None
@@ -138,28 +154,8 @@ class OffsetTracker:
             if record.partition != number or record.topic != topic:
                 topic, number = record.topic, record.partition
                 state = partitions.get((topic, number))
-            if state is None:
-                continue
-            offset = record.offset
-            pending = state.pending
-            if not pending or offset < pending[0]:
-                continue
-            if offset == pending[0]:
-                pending.popleft()
-                state.stamps.popleft()
-                size = state.sizes.popleft()
-                state.held -= size
-                freed += size
-                done = state.done
-                while done and pending and pending[0] in done:
-                    done.remove(pending.popleft())
-                    state.stamps.popleft()
-                    state.sizes.popleft()  # freed when it was marked done
-            elif offset <= pending[-1] and offset not in state.done:
-                state.done.add(offset)
-                size = record_bytes(record)
-                state.held -= size
-                freed += size
+            if state is not None:
+                freed += _finish(state, record.offset, record_bytes(record))
         self.held_bytes -= freed
 
     def committable(self, partition: Partition) -> int | None:
