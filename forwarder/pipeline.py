@@ -322,10 +322,8 @@ class Pipeline:
         for record in records:
             outcome = decode(record)
             if isinstance(outcome, Event):
-                closed = add(outcome, now)
-                if closed:
-                    for batch in closed:
-                        put(batch)
+                for batch in add(outcome, now):
+                    put(batch)
             else:
                 self._spawn(self._dead_letter(record, outcome))
 

@@ -231,18 +231,17 @@ class Decoder:
         the (non-negative) whole second, so the first 19 characters decide.
         """
         stamp = event.get("timestamp")
-        if (
+        if not (
             isinstance(stamp, str)
             and len(stamp) in _FRACTION_LENGTHS
             and stamp[-1] == "Z"
             and (len(stamp) == 20 or (stamp[19] == "." and _ascii_digits(stamp[20:-1])))
         ):
-            second = stamp[:19]
-            seconds = self._seconds.get(second, -1)
-            if seconds == -1:
-                if len(self._seconds) >= _SECOND_CACHE_MAX:
-                    self._seconds.clear()
-                seconds = self._seconds[second] = stamp_seconds(second + "Z")
-        else:
-            seconds = stamp_seconds(stamp) if isinstance(stamp, str) else None
+            return event_time(event, record)
+        second = stamp[:19]
+        seconds = self._seconds.get(second, -1)
+        if seconds == -1:
+            if len(self._seconds) >= _SECOND_CACHE_MAX:
+                self._seconds.clear()
+            seconds = self._seconds[second] = stamp_seconds(second + "Z")
         return seconds if seconds is not None else record_time(record)

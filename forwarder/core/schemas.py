@@ -157,9 +157,9 @@ def _load(path: Path) -> dict[str, Any]:
 def validate_lines(lines: Iterable[bytes], registry: SchemaRegistry) -> Iterator[LineFailure]:
     """Check JSONL lines; yield one failure per bad line (blank lines are skipped)."""
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
         line = line.strip()
+        if not line:
+            continue
         try:
             event = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
