@@ -1,17 +1,20 @@
-"""Shared by the benchmarks: the sandbox in its own process, and request bodies of real size."""
+"""Shared by the benchmarks: the sandbox in its own process, a broker with a filled topic beside
+it, and request bodies of real size."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import httpx
 import orjson
 
-from forwarder.localkafka import free_port
+from bench.bench_forwarder import fill
+from forwarder.localkafka import KafkaCluster, create_topic, free_port
 from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
 
 HEADERS = {
@@ -49,6 +52,29 @@ def sandbox_process(rate: float = 0) -> Iterator[tuple[str, int]]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@asynccontextmanager
+async def filled_topic(
+    prefix: str, events: int, partitions: int
+) -> AsyncIterator[tuple[str, str, str]]:
+    """A local broker (1 GB heap) with a new topic of ``events`` events of about 500 bytes
+    (``bench_forwarder.fill``), and the sandbox process; yields (bootstrap, topic, sandbox URL)."""
+    cluster = KafkaCluster(nodes=1, heap_mb=1024)
+    cluster.start()
+    try:
+        with sandbox_process() as (sandbox, _):
+            bootstrap = cluster.bootstrap_servers
+            topic = f"{prefix}-{uuid.uuid4().hex[:6]}"
+            await create_topic(bootstrap, topic, partitions)
+            began = time.monotonic()
+            await fill(bootstrap, topic, events, seed=1)
+            print(
+                f"produced {events} events of ~500 B in {time.monotonic() - began:.1f}s", flush=True
+            )
+            yield bootstrap, topic, sandbox
+    finally:
+        cluster.stop()
 
 
 class Bodies:

@@ -29,10 +29,10 @@ from typing import Any
 
 import httpx
 
-from bench._local import sandbox_process
-from bench.bench_forwarder import PARTITIONS, ROOT, fill, forwarder_env, start_forwarder
+from bench._local import filled_topic
+from bench.bench_forwarder import PARTITIONS, ROOT, forwarder_env, start_forwarder
 from bench.bench_peers import measure
-from forwarder.localkafka import KafkaCluster, create_topic, free_port
+from forwarder.localkafka import free_port
 
 
 def export(rev: str, into: Path) -> Path:
@@ -52,40 +52,31 @@ async def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="forwarder-ab-"))
     trees = {"baseline": export(args.baseline, workdir), "candidate": ROOT}
-    cluster = KafkaCluster(nodes=1, heap_mb=1024)
-    cluster.start()
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
-    try:
-        with sandbox_process() as (sandbox, _):
-            bootstrap = cluster.bootstrap_servers
-            topic = f"ab-{uuid.uuid4().hex[:6]}"
-            await create_topic(bootstrap, topic, PARTITIONS)
-            await fill(bootstrap, topic, args.events, seed=1)
+    async with filled_topic("ab", args.events, PARTITIONS) as (bootstrap, topic, sandbox):
 
-            def launcher(name: str) -> Any:
-                def start() -> subprocess.Popen[bytes]:
-                    env = forwarder_env(
-                        bootstrap, topic, sandbox, f"{name}-{uuid.uuid4().hex[:6]}", free_port()
-                    )
-                    env["PYTHONPATH"] = str(trees[name])
-                    return start_forwarder(env, workdir / f"{name}.log")
+        def launcher(name: str) -> Any:
+            def start() -> subprocess.Popen[bytes]:
+                env = forwarder_env(
+                    bootstrap, topic, sandbox, f"{name}-{uuid.uuid4().hex[:6]}", free_port()
+                )
+                env["PYTHONPATH"] = str(trees[name])
+                return start_forwarder(env, workdir / f"{name}.log")
 
-                return start
+            return start
 
-            async with httpx.AsyncClient(base_url=sandbox, timeout=120) as http:
-                for round_ in range(args.rounds):
-                    order = ["baseline", "candidate"][:: 1 if round_ % 2 == 0 else -1]
-                    for name in order:
-                        runs[name].append(await measure(name, launcher(name), http, args.events))
-                    base, cand = runs["baseline"][-1], runs["candidate"][-1]
-                    print(
-                        f"pair {round_ + 1}: baseline {base['cpu_s_per_million_steady']:.2f}, "
-                        f"candidate {cand['cpu_s_per_million_steady']:.2f} CPU-s/M steady; "
-                        f"{base['events_per_s']:,.0f} / {cand['events_per_s']:,.0f} events/s",
-                        flush=True,
-                    )
-    finally:
-        cluster.stop()
+        async with httpx.AsyncClient(base_url=sandbox, timeout=120) as http:
+            for round_ in range(args.rounds):
+                order = ["baseline", "candidate"][:: 1 if round_ % 2 == 0 else -1]
+                for name in order:
+                    runs[name].append(await measure(name, launcher(name), http, args.events))
+                base, cand = runs["baseline"][-1], runs["candidate"][-1]
+                print(
+                    f"pair {round_ + 1}: baseline {base['cpu_s_per_million_steady']:.2f}, "
+                    f"candidate {cand['cpu_s_per_million_steady']:.2f} CPU-s/M steady; "
+                    f"{base['events_per_s']:,.0f} / {cand['events_per_s']:,.0f} events/s",
+                    flush=True,
+                )
     if {r["uuid_digest"] for rs in runs.values() for r in rs} != {
         runs["baseline"][0]["uuid_digest"]
     }:

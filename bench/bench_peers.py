@@ -48,18 +48,17 @@ from typing import Any
 import httpx
 import psutil
 
-from bench._local import sandbox_process
+from bench._local import filled_topic
 from bench.bench_forwarder import (
     PARTITIONS,
     ROOT,
-    fill,
     forwarder_env,
     peak_rss_mb,
     start_forwarder,
     stop,
 )
 from forwarder.core.decode import UUID_NAMESPACE
-from forwarder.localkafka import KafkaCluster, create_topic, free_port
+from forwarder.localkafka import free_port
 
 PEERS = ROOT / "bench" / "peers"
 PEERS_VENV = Path(
@@ -210,45 +209,34 @@ async def main() -> None:
     workdir = Path(os.environ.get("BENCH_WORKDIR", "/tmp/forwarder-bench-peers"))
     workdir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    cluster = KafkaCluster(nodes=1, heap_mb=1024)
-    cluster.start()
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
     ratios: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-    try:
-        with sandbox_process() as (sandbox, _):
-            bootstrap = cluster.bootstrap_servers
-            topic = f"peers-{uuid.uuid4().hex[:6]}"
-            await create_topic(bootstrap, topic, PARTITIONS)
-            began = time.monotonic()
-            await fill(bootstrap, topic, args.events, seed=1)
-            print(f"produced {args.events} events of ~500 B in {time.monotonic() - began:.1f}s")
-            starts = {
-                name: launcher(name, bootstrap, topic, sandbox, workdir, quix_python)
-                for name in CONTENDERS
-            }
-            async with httpx.AsyncClient(base_url=sandbox, timeout=120) as http:
-                for round_ in range(args.rounds):
-                    shift = round_ % len(CONTENDERS)
-                    order = CONTENDERS[shift:] + CONTENDERS[:shift]
-                    measured = {
-                        name: await measure(name, starts[name], http, args.events) for name in order
-                    }
-                    base = measured["forwarder"]["events_per_s"]
-                    for name in order:
-                        figures = measured[name]
-                        ratios[name].append(figures["events_per_s"] / base)
-                        runs[name].append(figures)
-                        print(
-                            f"round {round_ + 1} {name:>11}: {figures['events_per_s']:>9,.0f} ev/s"
-                            f" (x{ratios[name][-1]:.2f}),"
-                            f" {figures['cpu_s_per_million_steady']:.1f} CPU-s/M steady"
-                            f" ({figures['cpu_s_per_million']:.1f} whole run; start-up"
-                            f" {figures['startup_cpu_s']:.2f} CPU-s, {figures['startup_s']:.1f} s),"
-                            f" peak RSS {figures['peak_rss_mb']:.0f} MB, uuids {figures['uuid_digest']}",
-                            flush=True,
-                        )
-    finally:
-        cluster.stop()
+    async with filled_topic("peers", args.events, PARTITIONS) as (bootstrap, topic, sandbox):
+        starts = {
+            name: launcher(name, bootstrap, topic, sandbox, workdir, quix_python)
+            for name in CONTENDERS
+        }
+        async with httpx.AsyncClient(base_url=sandbox, timeout=120) as http:
+            for round_ in range(args.rounds):
+                shift = round_ % len(CONTENDERS)
+                order = CONTENDERS[shift:] + CONTENDERS[:shift]
+                measured = {
+                    name: await measure(name, starts[name], http, args.events) for name in order
+                }
+                base = measured["forwarder"]["events_per_s"]
+                for name in order:
+                    figures = measured[name]
+                    ratios[name].append(figures["events_per_s"] / base)
+                    runs[name].append(figures)
+                    print(
+                        f"round {round_ + 1} {name:>11}: {figures['events_per_s']:>9,.0f} ev/s"
+                        f" (x{ratios[name][-1]:.2f}),"
+                        f" {figures['cpu_s_per_million_steady']:.1f} CPU-s/M steady"
+                        f" ({figures['cpu_s_per_million']:.1f} whole run; start-up"
+                        f" {figures['startup_cpu_s']:.2f} CPU-s, {figures['startup_s']:.1f} s),"
+                        f" peak RSS {figures['peak_rss_mb']:.0f} MB, uuids {figures['uuid_digest']}",
+                        flush=True,
+                    )
     digests = {r["uuid_digest"] for rs in runs.values() for r in rs}
     if len(digests) != 1:
         print(f"WARNING: the contenders delivered different sets of uuids: {digests}")

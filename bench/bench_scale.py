@@ -22,14 +22,11 @@ import asyncio
 import json
 import os
 import statistics
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from bench._local import sandbox_process
-from bench.bench_forwarder import ROOT, fill, forwarder_run
-from forwarder.localkafka import KafkaCluster, create_topic
+from bench._local import filled_topic
+from bench.bench_forwarder import ROOT, forwarder_run
 
 PARTITIONS = 12
 
@@ -44,34 +41,23 @@ async def main() -> None:
     workdir = Path(os.environ.get("BENCH_WORKDIR", "/tmp/forwarder-bench-scale"))
     workdir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    cluster = KafkaCluster(nodes=1, heap_mb=1024)
-    cluster.start()
     runs: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
-    try:
-        with sandbox_process() as (sandbox, _):
-            bootstrap = cluster.bootstrap_servers
-            topic = f"scale-{uuid.uuid4().hex[:6]}"
-            await create_topic(bootstrap, topic, PARTITIONS)
-            began = time.monotonic()
-            await fill(bootstrap, topic, args.events, seed=1)
-            print(f"produced {args.events} events in {time.monotonic() - began:.1f}s", flush=True)
-            for round_ in range(args.rounds):
-                shift = round_ % len(counts)
-                for replicas in counts[shift:] + counts[:shift]:
-                    figures = await forwarder_run(
-                        bootstrap, topic, sandbox, args.events, workdir, replicas=replicas
-                    )
-                    runs[replicas].append(figures)
-                    print(
-                        f"round {round_ + 1}, {replicas} replica(s): "
-                        f"{figures['events_per_s']:,.0f} events/s, "
-                        f"{figures['cpu_s_per_million']:.1f} CPU-s/M summed "
-                        f"({figures['cpu_s_per_million_steady']:.1f} without start-up), "
-                        f"summed peak RSS {figures['peak_rss_mb']:.0f} MB",
-                        flush=True,
-                    )
-    finally:
-        cluster.stop()
+    async with filled_topic("scale", args.events, PARTITIONS) as (bootstrap, topic, sandbox):
+        for round_ in range(args.rounds):
+            shift = round_ % len(counts)
+            for replicas in counts[shift:] + counts[:shift]:
+                figures = await forwarder_run(
+                    bootstrap, topic, sandbox, args.events, workdir, replicas=replicas
+                )
+                runs[replicas].append(figures)
+                print(
+                    f"round {round_ + 1}, {replicas} replica(s): "
+                    f"{figures['events_per_s']:,.0f} events/s, "
+                    f"{figures['cpu_s_per_million']:.1f} CPU-s/M summed "
+                    f"({figures['cpu_s_per_million_steady']:.1f} without start-up), "
+                    f"summed peak RSS {figures['peak_rss_mb']:.0f} MB",
+                    flush=True,
+                )
     summary: dict[str, dict[str, Any]] = {}
     for replicas, rs in runs.items():
         medians = {key: statistics.median(r[key] for r in rs) for key in rs[0]}
