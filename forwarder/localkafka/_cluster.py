@@ -52,7 +52,15 @@ def free_port() -> int:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random Kafka cluster id (URL-safe base64 of 16 bytes).
+
+    Drawn again when it starts with "-", as Kafka's own ``Uuid.randomUuid`` does: the storage
+    tool would read such an id (1 draw in 64) as an option and refuse to format.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 _LIVE: set[subprocess.Popen[bytes]] = set()
