@@ -16,7 +16,6 @@ from forwarder.sandbox import RunningSandbox
 from forwarder.traffic import TrafficGenerator, produce
 
 from .fault_support import (
-    IN_FLIGHT_EVENTS,
     CommitAudit,
     Figures,
     committed,
@@ -110,7 +109,13 @@ async def test_sigterm_with_a_5_s_endpoint_drains_within_the_timeout_and_the_res
     figures.recovery_s = {"restart to all delivered": recover_s}
     figures.report()
     assert figures.lost == 0, f"lost events: {figures}"
-    # Only requests abandoned mid-flight at exit (the endpoint kept them) come again.
-    assert figures.duplicated <= IN_FLIGHT_EVENTS, (
-        f"duplicates over the {IN_FLIGHT_EVENTS} events in flight: {figures}"
-    )
+    # What at-least-once allows to come again: events at or above the offsets committed at
+    # exit (delivered, but behind a record still pending when the drain timed out). An event
+    # below them delivered twice would mean the restart re-read committed records.
+    counts = recorder.counts
+    again = {u for u in expected if counts.get(u, 0) > 1}
+    above = {u for u, p, o in located if o >= offsets.get(p, 0)}
+    below = again - above
+    assert not below, f"{len(below)} events below the committed offsets delivered twice: {figures}"
+    # The endpoint answers within its timeout (10 s): neither run sends an event twice.
+    assert all(counts[u] == 2 for u in again), f"an event came more than twice: {figures}"
