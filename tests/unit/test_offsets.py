@@ -133,9 +133,8 @@ def test_adding_a_whole_fetch_equals_adding_its_records_one_by_one(
             one_by_one.add(P, record.offset, record.timestamp or 7, size)
         at_once.add_all(P, records, 7)  # type: ignore[arg-type]
         for offset in finished:
-            size = record_bytes(_Rec(offset, 0))  # type: ignore[arg-type]
-            one_by_one.done(P, offset, size)
-            at_once.done(P, offset, size)
+            one_by_one.done(P, offset)
+            at_once.done(P, offset)
         assert at_once.committable(P) == one_by_one.committable(P)
         assert at_once.pending(P) == one_by_one.pending(P)
         assert at_once.oldest_pending_timestamp_ms() == one_by_one.oldest_pending_timestamp_ms()
@@ -167,7 +166,7 @@ def test_bytes_held_are_those_of_the_records_not_yet_done_whatever_the_order(
             if records:  # a re-read forgets what it overlaps: no late result comes for those
                 finished = {o for o in finished if o < offset}
         elif offset in held or offset in finished:
-            tracker.done(P, offset, record_bytes(_Rec(offset, 0)))  # type: ignore[arg-type]
+            tracker.done(P, offset)
             held.pop(offset, None)
             finished.add(offset)
         assert tracker.held_bytes == sum(held.values())
@@ -183,8 +182,8 @@ def test_a_record_holds_its_value_twice_plus_an_overhead() -> None:
     assert not tracker.over_bytes()
     tracker.add(P, 2002, 1, record_bytes(_Rec(2002, 0)))  # type: ignore[arg-type]
     assert tracker.over_bytes() and not tracker.under_bytes_resume_mark()
-    tracker.done(P, 2001, record_bytes(_Rec(2001, 0)))  # type: ignore[arg-type]
-    tracker.done(P, 2002, record_bytes(_Rec(2002, 0)))  # type: ignore[arg-type]
+    tracker.done(P, 2001)
+    tracker.done(P, 2002)
     assert tracker.under_bytes_resume_mark()
 
 
@@ -218,8 +217,7 @@ def test_a_batch_done_at_once_equals_its_records_done_one_by_one(
     for batch in batches:  # records of several partitions, in any order, some twice or unknown
         records = [_PartRec(*coordinates) for coordinates in batch]
         for record in records:
-            size = record_bytes(record)  # type: ignore[arg-type]
-            one_by_one.done((record.topic, record.partition), record.offset, size)
+            one_by_one.done((record.topic, record.partition), record.offset)
         at_once.done_records(records)  # type: ignore[arg-type]
         assert at_once.to_commit() == one_by_one.to_commit()
         assert at_once.held_bytes == one_by_one.held_bytes
@@ -227,3 +225,47 @@ def test_a_batch_done_at_once_equals_its_records_done_one_by_one(
         assert {p: at_once.pending(p) for p in at_once.partitions} == {
             p: one_by_one.pending(p) for p in one_by_one.partitions
         }
+
+
+@settings(max_examples=500)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("fetch"), st.lists(st.integers(0, 50), min_size=1, max_size=12)),
+            st.tuples(st.just("done"), st.lists(st.integers(0, 50), max_size=12)),
+        ),
+        max_size=30,
+    )
+)
+def test_the_tracker_agrees_with_a_record_by_record_model_through_gaps_and_re_reads(
+    steps: list[tuple[str, list[int]]],
+) -> None:
+    tracker = OffsetTracker(max_pending=1000)
+    # The model: every record read and still tracked (offset -> bytes, Kafka time), those
+    # done among them, and one past the last record read.
+    tracked: dict[int, tuple[int, int]] = {}
+    done: set[int] = set()
+    next_offset: int | None = None
+    for step, offsets in steps:
+        if step == "fetch":  # a fetch, with gaps (compaction); it may re-read (a seek)
+            records = [_Rec(o, 1000 + o) for o in sorted(set(offsets))]
+            start = records[0].offset
+            tracked = {o: v for o, v in tracked.items() if o < start}
+            done = {o for o in done if o < start}
+            tracked.update({r.offset: (record_bytes(r), r.timestamp) for r in records})  # type: ignore[arg-type]
+            next_offset = records[-1].offset + 1
+            tracker.add_all(P, records, 1)  # type: ignore[arg-type]
+        else:  # a batch of results, some for records unknown or done already
+            records = [_PartRec(P[0], P[1], o) for o in offsets]
+            done |= {o for o in offsets if o in tracked}
+            tracker.done_records(records)  # type: ignore[arg-type]
+        unfinished = [o for o in tracked if o not in done]
+        head = min(unfinished, default=None)
+        tracked = {o: v for o, v in tracked.items() if head is not None and o >= head}
+        done = {o for o in done if o in tracked}
+        assert tracker.committable(P) == (head if head is not None else next_offset)
+        assert tracker.pending(P) == len(tracked)
+        assert tracker.held_bytes == sum(tracked[o][0] for o in unfinished)
+        assert tracker.oldest_pending_timestamp_ms() == (
+            tracked[head][1] if head is not None else None
+        )
