@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from forwarder.config import Config, load_config
 from forwarder.core.schemas import SchemaRegistry, default_schema_dir
+from forwarder.kafka_errors import KafkaErrors
 from forwarder.logs import configure_logging
 from forwarder.ops import OpsServer
 from forwarder.pipeline import Pipeline
@@ -35,10 +38,37 @@ def secrets_of(config: Config) -> list[str]:
     return [s.reveal() for s in values if s]
 
 
+ExceptionHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]
+_UNRETRIEVED = "exception was never retrieved"
+
+
+def unretrieved_connection_errors(errors: KafkaErrors) -> ExceptionHandler:
+    """The event loop's handler for exceptions no task retrieved.
+
+    A connection that breaks can leave its error in a future nobody awaits any more: with TLS,
+    asyncio's stream protocol keeps it, and which of the two the collector frees first decides
+    whether asyncio prints "Future exception was never retrieved" with a traceback (seen when
+    a broker refuses the handshake at start-up, already reported by then). Such a connection
+    error (an ``OSError``) is counted in ``forwarder_kafka_errors_total{operation="connection"}``
+    and logged as one ``kafka_error`` line; anything else keeps asyncio's report, traceback
+    included: it may be a bug.
+    """
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and _UNRETRIEVED in str(context.get("message", "")):
+            errors.report("connection", type(exc).__name__, detail=str(exc))
+            return
+        loop.default_exception_handler(context)
+
+    return handle
+
+
 async def run_pipeline(config: Config, registry: SchemaRegistry) -> None:
     """Run until SIGTERM or SIGINT, then drain and exit."""
     pipeline = Pipeline(config, registry)  # aiokafka clients need the running loop
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(unretrieved_connection_errors(pipeline.kafka_errors))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, pipeline.stop)
     ops = OpsServer(pipeline.metrics.registry, pipeline.readiness)
