@@ -16,6 +16,7 @@ from forwarder.kafka_errors import KafkaErrors
 from forwarder.logs import configure_logging
 from forwarder.ops import OpsServer
 from forwarder.pipeline import Pipeline
+from forwarder.runtime import tune_collector
 
 
 def load_registry(config: Config) -> SchemaRegistry:
@@ -83,6 +84,7 @@ async def run_pipeline(config: Config, registry: SchemaRegistry) -> None:
 
 def run(config_path: str | None) -> None:
     config = load_config(config_path)
+    tune_collector()
     configure_logging(config.ops.log_level, config.ops.log_format, secrets_of(config))
     registry = load_registry(config)
     structlog.get_logger("forwarder").info(
