@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 
 import httpx
@@ -55,16 +55,17 @@ def sandbox_process(rate: float = 0) -> Iterator[tuple[str, int]]:
 
 
 @asynccontextmanager
-async def filled_topic(
-    prefix: str, events: int, partitions: int
-) -> AsyncIterator[tuple[str, str, str]]:
-    """A local broker (1 GB heap) with a new topic of ``events`` events of about 500 bytes
-    (``bench_forwarder.fill``), and the sandbox process; yields (bootstrap, topic, sandbox URL)."""
+async def filled_topics(
+    prefix: str, sizes: Sequence[int], partitions: int
+) -> AsyncIterator[tuple[str, list[str]]]:
+    """A local broker (1 GB heap) with a new topic per size in ``sizes``, each holding that many
+    events of about 500 bytes (``bench_forwarder.fill``); yields (bootstrap, topics)."""
     cluster = KafkaCluster(nodes=1, heap_mb=1024)
     cluster.start()
     try:
-        with sandbox_process() as (sandbox, _):
-            bootstrap = cluster.bootstrap_servers
+        bootstrap = cluster.bootstrap_servers
+        topics = []
+        for events in sizes:
             topic = f"{prefix}-{uuid.uuid4().hex[:6]}"
             await create_topic(bootstrap, topic, partitions)
             began = time.monotonic()
@@ -72,9 +73,21 @@ async def filled_topic(
             print(
                 f"produced {events} events of ~500 B in {time.monotonic() - began:.1f}s", flush=True
             )
-            yield bootstrap, topic, sandbox
+            topics.append(topic)
+        yield bootstrap, topics
     finally:
         cluster.stop()
+
+
+@asynccontextmanager
+async def filled_topic(
+    prefix: str, events: int, partitions: int
+) -> AsyncIterator[tuple[str, str, str]]:
+    """``filled_topics`` with one topic, and the sandbox process; yields (bootstrap, topic,
+    sandbox URL)."""
+    async with filled_topics(prefix, [events], partitions) as (bootstrap, (topic,)):
+        with sandbox_process() as (sandbox, _):
+            yield bootstrap, topic, sandbox
 
 
 class Bodies:

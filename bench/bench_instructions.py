@@ -32,10 +32,10 @@ from pathlib import Path
 
 import httpx
 
-from bench._local import sandbox_process
+from bench._local import filled_topics, sandbox_process
 from bench.bench_ab import export
-from bench.bench_forwarder import PARTITIONS, ROOT, fill, forwarder_env
-from forwarder.localkafka import KafkaCluster, create_topic, free_port
+from bench.bench_forwarder import PARTITIONS, ROOT, forwarder_env
+from forwarder.localkafka import free_port
 
 
 def counted(path: Path) -> int:
@@ -91,22 +91,14 @@ async def main() -> None:
     trees = {"working tree": ROOT}
     if args.baseline:
         trees = {args.baseline: export(args.baseline, workdir), **trees}
-    cluster = KafkaCluster(nodes=1, heap_mb=1024)
-    cluster.start()
-    try:
+    figures = {}
+    async with filled_topics("instructions", [small, large], PARTITIONS) as (bootstrap, topics):
         with sandbox_process() as (sandbox, _):
-            bootstrap = cluster.bootstrap_servers
-            topics = {}
-            for count in (small, large):
-                topics[count] = f"instructions-{uuid.uuid4().hex[:6]}"
-                await create_topic(bootstrap, topics[count], PARTITIONS)
-                await fill(bootstrap, topics[count], count, seed=1)
-            figures = {}
             async with httpx.AsyncClient(base_url=sandbox, timeout=120) as http:
                 for name, tree in trees.items():
                     totals = [
-                        await instructions(tree, bootstrap, topics[n], n, http, workdir)
-                        for n in (small, large)
+                        await instructions(tree, bootstrap, topic, n, http, workdir)
+                        for topic, n in zip(topics, (small, large), strict=True)
                     ]
                     figures[name] = (totals[1] - totals[0]) / (large - small)
                     print(
@@ -114,8 +106,6 @@ async def main() -> None:
                         f"({totals[0]:,} for {small:,} events, {totals[1]:,} for {large:,})",
                         flush=True,
                     )
-    finally:
-        cluster.stop()
     if args.baseline:
         ratio = figures["working tree"] / figures[args.baseline]
         print(f"ratio working tree / {args.baseline}: {ratio:.3f} ({os.uname().machine})")

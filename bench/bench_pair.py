@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -31,10 +28,11 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench._local import sandbox_process
+from bench._local import filled_topics, sandbox_process
 from bench.bench_ab import export
-from bench.bench_forwarder import PARTITIONS, ROOT, fill, forwarder_env
-from forwarder.localkafka import KafkaCluster, create_topic, free_port
+from bench.bench_forwarder import PARTITIONS, ROOT, forwarder_env, start_forwarder, stop
+from bench.bench_peers import cpu_s
+from forwarder.localkafka import free_port
 
 
 async def accepted(http: httpx.AsyncClient) -> int:
@@ -59,6 +57,7 @@ async def one_round(
     https: list[httpx.AsyncClient],
     n: int,
     total: int,
+    workdir: Path,
 ) -> dict[str, float]:
     """Both trees at once, tree i on topic and sandbox ``(i + n) % 2``; CPU-s per million each."""
     runs = {}
@@ -73,24 +72,16 @@ async def one_round(
             free_port(),
         )
         env["PYTHONPATH"] = str(tree)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "forwarder", "run"],
-            env=env,
-            cwd=tree,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        process = start_forwarder(env, workdir / f"{name}.log")
         runs[name] = (process, psutil.Process(process.pid), http)
     try:
         await reached(min, [h for _, _, h in runs.values()], total * 0.1)
-        start = {k: (sum(ps.cpu_times()[:2]), await accepted(h)) for k, (_, ps, h) in runs.items()}
+        start = {k: (cpu_s(ps), await accepted(h)) for k, (_, ps, h) in runs.items()}
         await reached(max, [h for _, _, h in runs.values()], total * 0.85)
-        end = {k: (sum(ps.cpu_times()[:2]), await accepted(h)) for k, (_, ps, h) in runs.items()}
+        end = {k: (cpu_s(ps), await accepted(h)) for k, (_, ps, h) in runs.items()}
     finally:
         for process, _, _ in runs.values():
-            process.send_signal(signal.SIGTERM)
-        for process, _, _ in runs.values():
-            process.wait(60)
+            stop(process)
     return {
         name: (end[name][0] - start[name][0]) / max(1, end[name][1] - start[name][1]) * 1e6
         for name in runs
@@ -103,34 +94,25 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
-    trees = {
-        "baseline": export(args.baseline, Path(tempfile.mkdtemp(prefix="forwarder-pair-"))),
-        "candidate": ROOT,
-    }
-    cluster = KafkaCluster(nodes=1, heap_mb=1024)
-    cluster.start()
-    try:
+    workdir = Path(tempfile.mkdtemp(prefix="forwarder-pair-"))
+    trees = {"baseline": export(args.baseline, workdir), "candidate": ROOT}
+    ratios = []
+    async with filled_topics("pair", [args.events] * 2, PARTITIONS) as (bootstrap, topics):
         with sandbox_process() as (first, _), sandbox_process() as (second, _):
-            bootstrap = cluster.bootstrap_servers
-            topics = [f"pair-{uuid.uuid4().hex[:6]}" for _ in range(2)]
-            for topic in topics:
-                await create_topic(bootstrap, topic, PARTITIONS)
-                await fill(bootstrap, topic, args.events, seed=1)
-            ratios = []
             async with (
                 httpx.AsyncClient(base_url=first, timeout=60) as one,
                 httpx.AsyncClient(base_url=second, timeout=60) as two,
             ):
                 for n in range(args.rounds):
-                    cpu = await one_round(trees, bootstrap, topics, [one, two], n, args.events)
+                    cpu = await one_round(
+                        trees, bootstrap, topics, [one, two], n, args.events, workdir
+                    )
                     ratios.append(cpu["candidate"] / cpu["baseline"])
                     print(
                         f"round {n + 1}: baseline {cpu['baseline']:.2f}, candidate "
                         f"{cpu['candidate']:.2f} CPU-s/M; ratio {ratios[-1]:.3f}",
                         flush=True,
                     )
-    finally:
-        cluster.stop()
     print(
         f"CPU ratio candidate / baseline per round: {', '.join(f'{r:.3f}' for r in ratios)}; "
         f"median {statistics.median(ratios):.3f}, candidate lower in "
