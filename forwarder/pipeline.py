@@ -317,15 +317,17 @@ class Pipeline:
         self._tracker.add_all(tp, records, int(self._wall() * 1000))
         self.metrics.consumed.labels(role.source).inc(len(records))
         decode = self._decoder.decode
-        add = self._batcher.add
-        put = self._queue.put_nowait
+        events: list[Event] = []
+        keep = events.append
         for record in records:
             outcome = decode(record)
             if isinstance(outcome, Event):
-                for batch in add(outcome, now):
-                    put(batch)
+                keep(outcome)
             else:
                 self._spawn(self._dead_letter(record, outcome))
+        put = self._queue.put_nowait
+        for batch in self._batcher.add_all(events, now):
+            put(batch)
 
     async def _dead_letter(self, record: RecordLike, failure: Failure) -> None:
         await self._delivery.dead_letter(record, failure, attempts_of(record), None)
