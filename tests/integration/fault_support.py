@@ -181,10 +181,23 @@ async def _describe(bootstrap: str, topics: list[str], timeout: float) -> list[d
             await asyncio.sleep(0.5)
 
 
-async def leaders(bootstrap: str, topic: str) -> dict[int, int]:
-    """Partition -> node id of its leader."""
-    (described,) = await _describe(bootstrap, [topic], 30)
-    return {p["partition"]: p["leader"] for p in described["partitions"]}  # type: ignore[attr-defined]
+async def leaders(bootstrap: str, topic: str, timeout: float = 30) -> dict[int, int]:
+    """Partition -> node id of its leader, once every partition has one.
+
+    Just after a topic is created, the node answering may not know it yet and describes it
+    with no partitions (a CI run failed on that).
+    """
+    found: dict[int, int] = {}
+
+    async def led() -> bool:
+        nonlocal found
+        (described,) = await _describe(bootstrap, [topic], timeout)
+        partitions = described["partitions"]
+        found = {p["partition"]: p["leader"] for p in partitions}  # type: ignore[attr-defined]
+        return bool(found) and min(found.values()) >= 0
+
+    await wait_for(led, timeout, f"a leader for every partition of {topic}", every=0.25)
+    return found
 
 
 async def coordinator(bootstrap: str, group: str) -> int:
