@@ -31,7 +31,7 @@ import math
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 import uuid_utils
@@ -40,6 +40,7 @@ from forwarder.core.headers import Failure, origin_of
 from forwarder.core.member_names import repeated_member
 from forwarder.core.records import Origin, RecordLike
 
+_V = TypeVar("_V")
 MAX_EVENT_BYTES = 1_000_000
 # ``time`` values the endpoint is given: from the Unix epoch up to 2100-01-01T00:00:00Z.
 MAX_TIME_S = 4_102_444_800
@@ -86,11 +87,8 @@ _NAMESPACE = uuid_utils.UUID(str(UUID_NAMESPACE))
 # Event(...) through tuple.__new__: NamedTuple's own __new__ is a Python function, a frame per
 # event.
 _new_tuple = tuple.__new__
-# Timestamps "YYYY-MM-DDTHH:MM:SS[.fff|.ffffff]Z" share their first 19 characters with every
-# other event of the same second: their ``time`` is looked up by those. Bounded by clearing.
-_SECOND_CACHE_MAX = 4096
-# Whole timestamps already parsed; bounded by clearing, as the per-second cache.
-_STAMP_CACHE_MAX = 4096
+# The decoder's two ``time`` caches (per second, per whole timestamp) are bounded by clearing.
+_CACHE_MAX = 4096
 _FRACTION_LENGTHS = frozenset((20, 24, 27))  # no fraction, milliseconds, microseconds
 _MICROSECONDS = 27
 
@@ -142,6 +140,14 @@ def record_time(record: RecordLike) -> int | None:
     if 0 <= timestamp_ms < MAX_TIME_S * 1000:
         return timestamp_ms // 1000
     return None
+
+
+def _remember(cache: dict[str, _V], key: str, value: _V) -> _V:
+    """``cache[key] = value``, the cache emptied first when it holds ``_CACHE_MAX`` entries."""
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def json_type(value: object) -> str:
@@ -242,16 +248,11 @@ class Decoder:
             second = stamp[:19]
             seconds = self._seconds.get(second, -1)
             if seconds == -1:
-                if len(self._seconds) >= _SECOND_CACHE_MAX:
-                    self._seconds.clear()
-                seconds = self._seconds[second] = stamp_seconds(second + "Z")
+                seconds = _remember(self._seconds, second, stamp_seconds(second + "Z"))
             if len(stamp) == _MICROSECONDS and seconds is not None:
                 return seconds  # rarely shared by two events: remembering it costs more
         else:
             seconds = stamp_seconds(stamp)
         if seconds is None:
             return record_time(record)
-        if len(self._stamps) >= _STAMP_CACHE_MAX:
-            self._stamps.clear()
-        self._stamps[stamp] = seconds
-        return seconds
+        return _remember(self._stamps, stamp, seconds)
