@@ -44,14 +44,22 @@ def export(rev: str, into: Path) -> Path:
     return into / "tree"
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def comparison(
+    description: str, events: int, name: str
+) -> tuple[argparse.Namespace, Path, dict[str, Path]]:
+    """The options of an A/B benchmark (``--baseline``, ``--events``, ``--rounds``), a new work
+    directory, and the trees compared: the baseline revision exported there, the working tree."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--baseline", required=True, help="git revision to compare against")
-    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--events", type=int, default=events)
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="forwarder-ab-"))
-    trees = {"baseline": export(args.baseline, workdir), "candidate": ROOT}
+    workdir = Path(tempfile.mkdtemp(prefix=f"forwarder-{name}-"))
+    return args, workdir, {"baseline": export(args.baseline, workdir), "candidate": ROOT}
+
+
+async def main() -> None:
+    args, workdir, trees = comparison(__doc__.splitlines()[0], 300_000, "ab")
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
     async with filled_topic("ab", args.events, PARTITIONS) as (bootstrap, topic, sandbox):
 

@@ -16,11 +16,9 @@ higher than a lone run's; the ratio is the figure.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import statistics
-import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +27,8 @@ import httpx
 import psutil
 
 from bench._local import filled_topics, sandbox_process
-from bench.bench_ab import export
-from bench.bench_forwarder import PARTITIONS, ROOT, forwarder_env, start_forwarder, stop
+from bench.bench_ab import comparison
+from bench.bench_forwarder import PARTITIONS, forwarder_env, start_forwarder, stop
 from bench.bench_peers import cpu_s
 from forwarder.localkafka import free_port
 
@@ -89,13 +87,7 @@ async def one_round(
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", required=True, help="git revision to compare against")
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--rounds", type=int, default=6)
-    args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="forwarder-pair-"))
-    trees = {"baseline": export(args.baseline, workdir), "candidate": ROOT}
+    args, workdir, trees = comparison(__doc__.splitlines()[0], 200_000, "pair")
     ratios = []
     async with filled_topics("pair", [args.events] * 2, PARTITIONS) as (bootstrap, topics):
         with sandbox_process() as (first, _), sandbox_process() as (second, _):
