@@ -53,6 +53,12 @@ def comparison(
     parser.add_argument("--baseline", required=True, help="git revision to compare against")
     parser.add_argument("--events", type=int, default=events)
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument(
+        "--candidate-entry",
+        type=Path,
+        help="run the candidate through this script instead of `-m forwarder` (bench_pair only; "
+        "e.g. bench/_confluent_consumer.py)",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix=f"forwarder-{name}-"))
     return args, workdir, {"baseline": export(args.baseline, workdir), "candidate": ROOT}

@@ -135,9 +135,17 @@ def forwarder_env(
 
 
 def start_forwarder(
-    env: dict[str, str], log: Path, decode_stub: bool = False, config: Path | None = None
+    env: dict[str, str],
+    log: Path,
+    decode_stub: bool = False,
+    config: Path | None = None,
+    script: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    entry = [str(ROOT / "bench" / "_decode_stub.py")] if decode_stub else ["-m", "forwarder"]
+    """``forwarder run``, or the same through ``script`` (an experiment such as
+    ``bench/_decode_stub.py``: it patches the package, then calls its CLI)."""
+    if decode_stub:
+        script = ROOT / "bench" / "_decode_stub.py"
+    entry = [str(script)] if script else ["-m", "forwarder"]
     options = ["--config", str(config)] if config else []
     with log.open("ab") as out:
         return subprocess.Popen(

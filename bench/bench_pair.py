@@ -1,6 +1,7 @@
 """The working tree's forwarder and a revision's, run at the same time, CPU per event of each.
 
     .venv/bin/python bench/bench_pair.py --baseline REV [--events 200000] [--rounds 6]
+        [--candidate-entry SCRIPT]
 
 ``bench_ab.py`` runs the two one after the other; on this shared machine the speed drifts
 between two runs by more than most changes save (an A/A run of one commit against itself
@@ -11,7 +12,9 @@ topics and sandboxes swapped every round. Each one's CPU seconds (user + system)
 while its sandbox goes from 10 % of the events until either sandbox holds 85 %, divided by the
 events its sandbox accepted meanwhile. Prints each round's figures and ratio (candidate /
 baseline) and their median. Both compete for the same 2 cores, so the absolute figures are
-higher than a lone run's; the ratio is the figure.
+higher than a lone run's; the ratio is the figure. ``--candidate-entry`` runs the working
+tree through an experiment's script (``bench/_confluent_consumer.py``) instead of ``-m
+forwarder``.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ async def one_round(
     n: int,
     total: int,
     workdir: Path,
+    scripts: dict[str, Path],
 ) -> dict[str, float]:
     """Both trees at once, tree i on topic and sandbox ``(i + n) % 2``; CPU-s per million each."""
     runs = {}
@@ -70,7 +74,7 @@ async def one_round(
             free_port(),
         )
         env["PYTHONPATH"] = str(tree)
-        process = start_forwarder(env, workdir / f"{name}.log")
+        process = start_forwarder(env, workdir / f"{name}.log", script=scripts.get(name))
         runs[name] = (process, psutil.Process(process.pid), http)
     try:
         await reached(min, [h for _, _, h in runs.values()], total * 0.1)
@@ -88,6 +92,7 @@ async def one_round(
 
 async def main() -> None:
     args, workdir, trees = comparison(__doc__.splitlines()[0], 200_000, "pair")
+    scripts = {"candidate": args.candidate_entry.resolve()} if args.candidate_entry else {}
     ratios = []
     async with filled_topics("pair", [args.events] * 2, PARTITIONS) as (bootstrap, topics):
         with sandbox_process() as (first, _), sandbox_process() as (second, _):
@@ -97,7 +102,7 @@ async def main() -> None:
             ):
                 for n in range(args.rounds):
                     cpu = await one_round(
-                        trees, bootstrap, topics, [one, two], n, args.events, workdir
+                        trees, bootstrap, topics, [one, two], n, args.events, workdir, scripts
                     )
                     ratios.append(cpu["candidate"] / cpu["baseline"])
                     print(

@@ -64,9 +64,11 @@ PEERS = ROOT / "bench" / "peers"
 PEERS_VENV = Path(
     os.environ.get("FORWARDER_PEERS_VENV", Path.home() / ".cache" / "forwarder" / "peers-venv")
 )
-# The quixstreams peer's environment. jsonschema-rs and orjson at the project's versions.
+# The quixstreams peer's environment. jsonschema-rs and orjson at the project's versions;
+# confluent-kafka for bench_consumers.py, at the version quixstreams 3.28 takes (< 2.13).
 PEERS_PINS = (
     "quixstreams==3.28.1",
+    "confluent-kafka==2.12.2",
     "jsonschema-rs==0.60.3",
     "orjson==3.13.0",
     "requests==2.34.2",
