@@ -20,7 +20,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from bench.bench_peers import PEERS_VENV, peers_python
-from bench.peers.consumer_only import Record
+from bench.peers.consumer_only import (
+    FETCH_BYTES,
+    FETCH_WAIT_MS,
+    PARTITION_FETCH_BYTES,
+    Record,
+)
 
 peers_python()
 # Appended, not prepended: the project's own packages keep precedence; only confluent_kafka is
@@ -54,10 +59,10 @@ class ConfluentSource:
                 "group.id": group_id or config.group_id,
                 "enable.auto.commit": False,
                 "auto.offset.reset": config.auto_offset_reset,
-                "max.partition.fetch.bytes": 1024 * 1024,
-                "fetch.max.bytes": 16 * 1024 * 1024,
-                "fetch.wait.max.ms": 100,
-                "queued.max.messages.kbytes": 16 * 1024,
+                "max.partition.fetch.bytes": PARTITION_FETCH_BYTES,
+                "fetch.max.bytes": FETCH_BYTES,
+                "fetch.wait.max.ms": FETCH_WAIT_MS,
+                "queued.max.messages.kbytes": FETCH_BYTES // 1024,
                 "session.timeout.ms": SESSION_TIMEOUT_MS,
                 "max.poll.interval.ms": max(config.rebalance_timeout_ms, 60_000),
                 "heartbeat.interval.ms": 1_000,
@@ -65,12 +70,11 @@ class ConfluentSource:
         )
         self._assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(
         self, topics: Sequence[str], on_revoked: Callback, on_assigned: Callback
     ) -> None:
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         try:
             await asyncio.to_thread(self._consumer.list_topics, timeout=10)
         except KafkaException as exc:
@@ -96,7 +100,7 @@ class ConfluentSource:
     ) -> Mapping[TopicPartition, Sequence[Record]]:
         try:
             messages = await asyncio.to_thread(
-                self._consumer.consume, min(max_records, 5000), max(timeout_s, 0.0)
+                self._consumer.consume, max_records, max(timeout_s, 0.0)
             )
         except KafkaException as exc:
             self._report("fetch", type(exc).__name__)
@@ -149,7 +153,8 @@ class ConfluentSource:
             _, high = self._consumer.get_watermark_offsets(
                 CkPartition(partition.topic, partition.partition), cached=True
             )
-        except KafkaException:
+        except KafkaException as exc:
+            self._report("highwater", type(exc).__name__)
             return None
         return high if high >= 0 else None
 

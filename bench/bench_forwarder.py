@@ -47,6 +47,7 @@ from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
 from forwarder.traffic import TrafficGenerator
 
 ROOT = Path(__file__).resolve().parent.parent
+DECODE_STUB = ROOT / "bench" / "_decode_stub.py"
 PARTITIONS = 6
 
 
@@ -137,14 +138,11 @@ def forwarder_env(
 def start_forwarder(
     env: dict[str, str],
     log: Path,
-    decode_stub: bool = False,
     config: Path | None = None,
     script: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """``forwarder run``, or the same through ``script`` (an experiment such as
-    ``bench/_decode_stub.py``: it patches the package, then calls its CLI)."""
-    if decode_stub:
-        script = ROOT / "bench" / "_decode_stub.py"
+    ``DECODE_STUB``: it patches the package, then calls its CLI)."""
     entry = [str(script)] if script else ["-m", "forwarder"]
     options = ["--config", str(config)] if config else []
     with log.open("ab") as out:
@@ -179,7 +177,7 @@ async def forwarder_run(
     count: int,
     workdir: Path,
     replicas: int = 1,
-    decode_stub: bool = False,
+    script: Path | None = None,
     config: Path | None = None,
 ) -> dict[str, float]:
     """Forward the whole topic with ``replicas`` processes in one new group.
@@ -194,8 +192,8 @@ async def forwarder_run(
             start_forwarder(
                 forwarder_env(bootstrap, topic, sandbox, group, free_port()),
                 workdir / "forwarder.log",
-                decode_stub,
                 config,
+                script,
             )
             for _ in range(replicas)
         ]
@@ -349,7 +347,7 @@ async def main() -> None:
         if args.replicas > 1:
             variants["replicas"] = {"replicas": args.replicas}
         if args.decode_stub:
-            variants["decode_stub"] = {"decode_stub": True}
+            variants["decode_stub"] = {"script": DECODE_STUB}
         measured: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
         for run in range(args.runs):
             raw.append(await raw_ceiling(cluster.bootstrap_servers, topic, args.events))
