@@ -59,6 +59,12 @@ def comparison(
         help="run the candidate through this script instead of `-m forwarder` (bench_pair only; "
         "e.g. bench/_confluent_consumer.py)",
     )
+    parser.add_argument(
+        "--candidate-malloc",
+        choices=["jemalloc", "system"],
+        help="run the candidate with this malloc, the baseline with BENCH_MALLOC's (bench_pair "
+        "only; BENCH_MALLOC=system bench_pair.py --baseline HEAD --candidate-malloc jemalloc)",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix=f"forwarder-{name}-"))
     return args, workdir, {"baseline": export(args.baseline, workdir), "candidate": ROOT}

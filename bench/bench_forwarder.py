@@ -1,7 +1,7 @@
 """Forwarder throughput and latency against a bare aiokafka consumer, side by side, on loopback.
 
     .venv/bin/python bench/bench_forwarder.py [--events 500000] [--runs 3] [--replicas 2]
-        [--decode-stub] [--event-bytes 500]
+        [--decode-stub] [--system-malloc] [--event-bytes 500]
 
 Setup: a local Kafka broker (6 partitions), the sandbox in its own process (no latency, no rate
 limit), ``--events`` events of about ``--event-bytes`` (500) bytes already in the topic. Each run, alternating:
@@ -13,7 +13,12 @@ limit), ``--events`` events of about ``--event-bytes`` (500) bytes already in th
 - with ``--replicas N``, also N forwarder processes in one new group (scaling out on the same
   host): events/s, summed CPU seconds and summed peak RSS;
 - with ``--decode-stub``, also the forwarder with decoding replaced by a constant-time stub
-  (``bench/_decode_stub.py``): what everything but decoding and validation can reach.
+  (``bench/_decode_stub.py``): what everything but decoding and validation can reach;
+- with ``--system-malloc``, also the forwarder with the C library's malloc instead of jemalloc.
+
+The forwarder runs with jemalloc preloaded, as its container image runs it (``deploy/Dockerfile``;
+Debian's ``libjemalloc2``), in this benchmark and in every other that starts it through
+``forwarder_env``; ``BENCH_MALLOC=system`` runs them all with the C library's malloc.
 
 Then latency: the forwarder runs on a fresh topic while events are produced at a steady
 ``--rate`` per second; latency is the sandbox's receive time minus the Kafka record timestamp.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes.util
 import json
 import os
 import signal
@@ -43,12 +49,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from forwarder.core.decode import UUID_NAMESPACE
 from forwarder.localkafka import KafkaCluster, create_topic, free_port
+from forwarder.runtime import allocator_of
 from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
 from forwarder.traffic import TrafficGenerator
 
 ROOT = Path(__file__).resolve().parent.parent
 DECODE_STUB = ROOT / "bench" / "_decode_stub.py"
 PARTITIONS = 6
+MALLOC = os.environ.get("BENCH_MALLOC", "jemalloc")
+_PRELOADS = {"jemalloc": "libjemalloc.so.2", "system": None}
 
 
 def pad_to(event: dict[str, Any], size: int) -> bytes:
@@ -117,11 +126,42 @@ async def raw_ceiling(bootstrap: str, topic: str, count: int) -> float:
         await consumer.stop()
 
 
+def malloc_env(malloc: str) -> dict[str, str]:
+    """The ``LD_PRELOAD`` that gives a forwarder ``malloc`` (jemalloc or system)."""
+    if malloc not in _PRELOADS:
+        raise SystemExit(f"BENCH_MALLOC={malloc}: use jemalloc or system")
+    library = _PRELOADS[malloc]
+    if library is None:
+        return {}
+    if ctypes.util.find_library(malloc) is None:
+        raise SystemExit(
+            "libjemalloc2 is not installed, and the forwarder's image runs with it "
+            "(deploy/Dockerfile): apt-get install libjemalloc2, or set BENCH_MALLOC=system "
+            "to measure with the C library's malloc"
+        )
+    return {"LD_PRELOAD": library}
+
+
+def check_malloc(pid: int, malloc: str) -> None:
+    """Fail unless the process ``pid`` runs with ``malloc``: a preload that cannot be loaded
+    only warns, and would measure the other allocator."""
+    found = allocator_of(Path(f"/proc/{pid}/maps").read_text())
+    if found != malloc:
+        raise RuntimeError(f"the forwarder runs with the {found} malloc, not {malloc}")
+
+
 def forwarder_env(
-    bootstrap: str, topic: str, sandbox: str, group: str, ops_port: int
+    bootstrap: str,
+    topic: str,
+    sandbox: str,
+    group: str,
+    ops_port: int,
+    malloc: str = MALLOC,
 ) -> dict[str, str]:
+    inherited = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     return {
-        **os.environ,
+        **inherited,
+        **malloc_env(malloc),
         "TD_API_KEY": DEV_API_KEY,
         "TD_WP13N_TOKEN": DEV_TOKEN,
         "FORWARDER_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
@@ -179,6 +219,7 @@ async def forwarder_run(
     replicas: int = 1,
     script: Path | None = None,
     config: Path | None = None,
+    malloc: str = MALLOC,
 ) -> dict[str, float]:
     """Forward the whole topic with ``replicas`` processes in one new group.
 
@@ -190,7 +231,7 @@ async def forwarder_run(
         group = f"fwd-{uuid.uuid4().hex[:6]}"
         processes = [
             start_forwarder(
-                forwarder_env(bootstrap, topic, sandbox, group, free_port()),
+                forwarder_env(bootstrap, topic, sandbox, group, free_port(), malloc),
                 workdir / "forwarder.log",
                 config,
                 script,
@@ -209,6 +250,8 @@ async def forwarder_run(
                     first = now
                     # Start-up: imports, schema compilation, joining the group, first fetch.
                     startup_cpu = sum(sum(psutil.Process(p.pid).cpu_times()[:2]) for p in processes)
+                    for p in processes:
+                        check_malloc(p.pid, malloc)
                 if accepted >= count:
                     last = now
                     break
@@ -317,6 +360,11 @@ async def main() -> None:
         help="also run the forwarder with decoding stubbed out (bench/_decode_stub.py): "
         "the ceiling of everything but decoding and validation",
     )
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="also run the forwarder with the C library's malloc instead of jemalloc",
+    )
     args = parser.parse_args()
     workdir = Path(os.environ.get("BENCH_WORKDIR", "/tmp/forwarder-bench"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -337,7 +385,8 @@ async def main() -> None:
             cluster.bootstrap_servers, topic, args.events, seed=1, event_bytes=args.event_bytes
         )
         print(
-            f"produced {args.events} events of ~{args.event_bytes} B in {time.monotonic() - started:.1f}s",
+            f"produced {args.events} events of ~{args.event_bytes} B in "
+            f"{time.monotonic() - started:.1f}s; the forwarder runs with the {MALLOC} malloc",
             flush=True,
         )
         raw: list[float] = []
@@ -348,6 +397,8 @@ async def main() -> None:
             variants["replicas"] = {"replicas": args.replicas}
         if args.decode_stub:
             variants["decode_stub"] = {"script": DECODE_STUB}
+        if args.system_malloc:
+            variants["system_malloc"] = {"malloc": "system"}
         measured: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
         for run in range(args.runs):
             raw.append(await raw_ceiling(cluster.bootstrap_servers, topic, args.events))
@@ -370,7 +421,8 @@ async def main() -> None:
                 measured[name].append(figures)
                 print(
                     f"run {run + 1}: {name} {figures['events_per_s']:,.0f} ev/s, "
-                    f"{figures['cpu_s_per_million']:.1f} CPU s/M, "
+                    f"{figures['cpu_s_per_million']:.1f} CPU s/M "
+                    f"({figures['cpu_s_per_million_steady']:.1f} without start-up), "
                     f"summed peak RSS {figures['peak_rss_mb']:.0f} MB",
                     flush=True,
                 )
@@ -388,6 +440,7 @@ async def main() -> None:
         "events": args.events,
         "event_bytes": args.event_bytes,
         "runs": args.runs,
+        "malloc": MALLOC,
         "forwarder_events_per_s": round(med["events_per_s"]),
         "raw_consumer_events_per_s": round(raw_med),
         "ratio_median": round(statistics.median(ratios), 3),
@@ -409,6 +462,10 @@ async def main() -> None:
         result[f"{name}_cpu_s_per_million_events"] = round(
             statistics.median(r["cpu_s_per_million"] for r in runs), 1
         )
+        result[f"{name}_cpu_s_per_million_events_without_startup"] = round(
+            statistics.median(r["cpu_s_per_million_steady"] for r in runs), 1
+        )
+        result[f"{name}_peak_rss_mb"] = round(statistics.median(r["peak_rss_mb"] for r in runs), 1)
     print(json.dumps(result, indent=2))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)

@@ -14,7 +14,7 @@ events its sandbox accepted meanwhile. Prints each round's figures and ratio (ca
 baseline) and their median. Both compete for the same 2 cores, so the absolute figures are
 higher than a lone run's; the ratio is the figure. ``--candidate-entry`` runs the working
 tree through an experiment's script (``bench/_confluent_consumer.py``) instead of ``-m
-forwarder``.
+forwarder``; ``--candidate-malloc`` runs it with another malloc than the baseline's.
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ import psutil
 
 from bench._local import filled_topics, sandbox_process
 from bench.bench_ab import comparison
-from bench.bench_forwarder import PARTITIONS, forwarder_env, start_forwarder, stop
+from bench.bench_forwarder import (
+    MALLOC,
+    PARTITIONS,
+    check_malloc,
+    forwarder_env,
+    start_forwarder,
+    stop,
+)
 from bench.bench_peers import cpu_s
 from forwarder.localkafka import free_port
 
@@ -60,6 +67,7 @@ async def one_round(
     total: int,
     workdir: Path,
     scripts: dict[str, Path],
+    mallocs: dict[str, str],
 ) -> dict[str, float]:
     """Both trees at once, tree i on topic and sandbox ``(i + n) % 2``; CPU-s per million each."""
     runs = {}
@@ -72,12 +80,15 @@ async def one_round(
             str(http.base_url),
             f"p-{uuid.uuid4().hex[:6]}",
             free_port(),
+            mallocs.get(name, MALLOC),
         )
         env["PYTHONPATH"] = str(tree)
         process = start_forwarder(env, workdir / f"{name}.log", script=scripts.get(name))
         runs[name] = (process, psutil.Process(process.pid), http)
     try:
         await reached(min, [h for _, _, h in runs.values()], total * 0.1)
+        for name, (process, _, _) in runs.items():
+            check_malloc(process.pid, mallocs.get(name, MALLOC))
         start = {k: (cpu_s(ps), await accepted(h)) for k, (_, ps, h) in runs.items()}
         await reached(max, [h for _, _, h in runs.values()], total * 0.85)
         end = {k: (cpu_s(ps), await accepted(h)) for k, (_, ps, h) in runs.items()}
@@ -93,6 +104,7 @@ async def one_round(
 async def main() -> None:
     args, workdir, trees = comparison(__doc__.splitlines()[0], 200_000, "pair")
     scripts = {"candidate": args.candidate_entry.resolve()} if args.candidate_entry else {}
+    mallocs = {"candidate": args.candidate_malloc} if args.candidate_malloc else {}
     ratios = []
     async with filled_topics("pair", [args.events] * 2, PARTITIONS) as (bootstrap, topics):
         with sandbox_process() as (first, _), sandbox_process() as (second, _):
@@ -102,7 +114,15 @@ async def main() -> None:
             ):
                 for n in range(args.rounds):
                     cpu = await one_round(
-                        trees, bootstrap, topics, [one, two], n, args.events, workdir, scripts
+                        trees,
+                        bootstrap,
+                        topics,
+                        [one, two],
+                        n,
+                        args.events,
+                        workdir,
+                        scripts,
+                        mallocs,
                     )
                     ratios.append(cpu["candidate"] / cpu["baseline"])
                     print(

@@ -16,7 +16,7 @@ from forwarder.kafka_errors import KafkaErrors
 from forwarder.logs import configure_logging
 from forwarder.ops import OpsServer
 from forwarder.pipeline import Pipeline
-from forwarder.runtime import tune_collector
+from forwarder.runtime import allocator, tune_collector
 
 
 def load_registry(config: Config) -> SchemaRegistry:
@@ -92,5 +92,6 @@ def run(config_path: str | None) -> None:
         event_types=registry.event_types,
         endpoint=config.endpoint.base_url,
         profile=config.endpoint.profile,
+        allocator=allocator(),
     )
     asyncio.run(run_pipeline(config, registry))

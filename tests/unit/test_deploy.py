@@ -298,6 +298,24 @@ def test_dockerfile_is_a_multi_stage_slim_build_running_as_uid_10001() -> None:
     assert user.split(":")[0] == "10001"
 
 
+def test_image_installs_jemalloc_and_preloads_it_as_malloc() -> None:
+    final = _final_stage()
+    installs = [
+        i
+        for i, (kw, args) in enumerate(final)
+        if kw == "RUN" and re.search(r"apt-get install .*\blibjemalloc2\b", args)
+    ]
+    preloads = [
+        i
+        for i, (kw, args) in enumerate(final)
+        if kw == "ENV" and "LD_PRELOAD=libjemalloc.so.2" in args.split()
+    ]
+    assert installs and preloads
+    # Preloaded before it is installed, every process of the build step would warn that it
+    # cannot be loaded.
+    assert installs[0] < preloads[0]
+
+
 def test_dockerfile_copies_what_the_wheel_build_needs() -> None:
     copied = {
         src
