@@ -16,9 +16,11 @@ limit), ``--events`` events of about ``--event-bytes`` (500) bytes already in th
   (``bench/_decode_stub.py``): what everything but decoding and validation can reach;
 - with ``--system-malloc``, also the forwarder with the C library's malloc instead of jemalloc.
 
-The forwarder runs with jemalloc preloaded, as its container image runs it (``deploy/Dockerfile``;
-Debian's ``libjemalloc2``), in this benchmark and in every other that starts it through
-``forwarder_env``; ``BENCH_MALLOC=system`` runs them all with the C library's malloc.
+The forwarder runs with jemalloc preloaded and serving Python's small objects too
+(``PYTHONMALLOC=malloc``), as its container image runs it (``deploy/Dockerfile``; Debian's
+``libjemalloc2``), in this benchmark and in every other that starts it through
+``forwarder_env``; ``BENCH_MALLOC=system`` runs them all with the C library's malloc under
+CPython's small-object allocator.
 
 Then latency: the forwarder runs on a fresh topic while events are produced at a steady
 ``--rate`` per second; latency is the sandbox's receive time minus the Kafka record timestamp.
@@ -57,7 +59,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DECODE_STUB = ROOT / "bench" / "_decode_stub.py"
 PARTITIONS = 6
 MALLOC = os.environ.get("BENCH_MALLOC", "jemalloc")
-_PRELOADS = {"jemalloc": "libjemalloc.so.2", "system": None}
+# jemalloc serves every allocation, Python's small objects included (PYTHONMALLOC=malloc), as in
+# the image; "system" is glibc's malloc under CPython's own small-object allocator.
+_MALLOC_ENV = {
+    "jemalloc": {"LD_PRELOAD": "libjemalloc.so.2", "PYTHONMALLOC": "malloc"},
+    "system": {},
+}
 
 
 def pad_to(event: dict[str, Any], size: int) -> bytes:
@@ -127,19 +134,16 @@ async def raw_ceiling(bootstrap: str, topic: str, count: int) -> float:
 
 
 def malloc_env(malloc: str) -> dict[str, str]:
-    """The ``LD_PRELOAD`` that gives a forwarder ``malloc`` (jemalloc or system)."""
-    if malloc not in _PRELOADS:
+    """The environment that gives a forwarder ``malloc`` (jemalloc or system)."""
+    if malloc not in _MALLOC_ENV:
         raise SystemExit(f"BENCH_MALLOC={malloc}: use jemalloc or system")
-    library = _PRELOADS[malloc]
-    if library is None:
-        return {}
-    if ctypes.util.find_library(malloc) is None:
+    if malloc != "system" and ctypes.util.find_library(malloc) is None:
         raise SystemExit(
             "libjemalloc2 is not installed, and the forwarder's image runs with it "
             "(deploy/Dockerfile): apt-get install libjemalloc2, or set BENCH_MALLOC=system "
             "to measure with the C library's malloc"
         )
-    return {"LD_PRELOAD": library}
+    return _MALLOC_ENV[malloc]
 
 
 def check_malloc(pid: int, malloc: str) -> None:
@@ -158,7 +162,7 @@ def forwarder_env(
     ops_port: int,
     malloc: str = MALLOC,
 ) -> dict[str, str]:
-    inherited = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    inherited = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONMALLOC")}
     return {
         **inherited,
         **malloc_env(malloc),

@@ -20,13 +20,16 @@ than 7,000: a fraction of a second at full speed.
 The container image runs the forwarder with jemalloc as its malloc (``LD_PRELOAD``,
 ``deploy/Dockerfile``). Record values, request bodies and the fetched bytes are over the 512
 bytes CPython's small-object allocator serves, so each is malloc's; with jemalloc the process
-spent 0.92-0.94 of the CPU per event it spends with glibc's (README, Performance).
-``allocator`` tells which one a process runs with; ``forwarder run`` logs it at start-up.
+spent 0.92-0.94 of the CPU per event it spends with glibc's, and with jemalloc serving Python's
+small objects too (``PYTHONMALLOC=malloc``) 0.95 of that again (README, Performance).
+``allocator`` tells which malloc a process runs with and ``python_allocator`` what serves its
+small objects; ``forwarder run`` logs both at start-up.
 """
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Mapping
 
 MIDDLE_EVERY = 100
 _ALLOCATORS = ("jemalloc", "mimalloc", "tcmalloc")
@@ -56,3 +59,9 @@ def allocator() -> str:
             return allocator_of(maps.read())
     except OSError:
         return "unknown"
+
+
+def python_allocator(environ: Mapping[str, str]) -> str:
+    """What serves CPython's small objects: "pymalloc" (its own allocator, the default) or the
+    allocator ``PYTHONMALLOC`` names ("malloc": the process's malloc)."""
+    return environ.get("PYTHONMALLOC") or "pymalloc"

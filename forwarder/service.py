@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from forwarder.kafka_errors import KafkaErrors
 from forwarder.logs import configure_logging
 from forwarder.ops import OpsServer
 from forwarder.pipeline import Pipeline
-from forwarder.runtime import allocator, tune_collector
+from forwarder.runtime import allocator, python_allocator, tune_collector
 
 
 def load_registry(config: Config) -> SchemaRegistry:
@@ -93,5 +94,6 @@ def run(config_path: str | None) -> None:
         endpoint=config.endpoint.base_url,
         profile=config.endpoint.profile,
         allocator=allocator(),
+        python_allocator=python_allocator(os.environ),
     )
     asyncio.run(run_pipeline(config, registry))

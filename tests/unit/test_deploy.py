@@ -298,7 +298,7 @@ def test_dockerfile_is_a_multi_stage_slim_build_running_as_uid_10001() -> None:
     assert user.split(":")[0] == "10001"
 
 
-def test_image_installs_jemalloc_and_preloads_it_as_malloc() -> None:
+def test_image_installs_jemalloc_and_preloads_it_as_malloc_for_python_objects_too() -> None:
     final = _final_stage()
     installs = [
         i
@@ -308,7 +308,8 @@ def test_image_installs_jemalloc_and_preloads_it_as_malloc() -> None:
     preloads = [
         i
         for i, (kw, args) in enumerate(final)
-        if kw == "ENV" and "LD_PRELOAD=libjemalloc.so.2" in args.split()
+        if kw == "ENV"
+        and {"LD_PRELOAD=libjemalloc.so.2", "PYTHONMALLOC=malloc"} <= set(args.split())
     ]
     assert installs and preloads
     # Preloaded before it is installed, every process of the build step would warn that it

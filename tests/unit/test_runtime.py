@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from forwarder.runtime import MIDDLE_EVERY, allocator_of, tune_collector
+from forwarder.runtime import MIDDLE_EVERY, allocator_of, python_allocator, tune_collector
 
 
 def test_tuning_the_collector_raises_only_the_middle_generation_threshold() -> None:
@@ -62,3 +62,9 @@ def test_allocator_reads_this_process_map() -> None:
 )
 def test_allocator_sees_jemalloc_preloaded_as_the_image_does() -> None:
     assert _allocator_in_child({**os.environ, "LD_PRELOAD": "libjemalloc.so.2"}) == "jemalloc"
+
+
+def test_python_allocator_is_pymalloc_unless_pythonmalloc_names_another() -> None:
+    assert python_allocator({}) == "pymalloc"
+    assert python_allocator({"PYTHONMALLOC": ""}) == "pymalloc"
+    assert python_allocator({"PYTHONMALLOC": "malloc"}) == "malloc"
