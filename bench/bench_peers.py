@@ -19,6 +19,9 @@ Both peers do the forwarder's per-event work (``bench/peers/_work.py``: parse, v
 against ``schemas/``, ``uuid`` and ``time``, batches of up to 500 per event type posted to
 ``/<database>/<table>`` with the same headers and body); after each run the benchmark checks
 that the sandbox holds every event once, under the same set of ``uuid`` for every contender.
+All three get ``bench_forwarder.forwarder_env``'s environment, so all three run with the same
+allocator: jemalloc for every allocation, as the forwarder's image runs it, or glibc's malloc
+under ``BENCH_MALLOC=system``. The comparison is like for like.
 
 Figures per run, from the sandbox's count of accepted events and the child process, sampled
 every 50 ms: events/s and CPU seconds (user + system, psutil) per million events while the
