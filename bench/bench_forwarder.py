@@ -162,7 +162,7 @@ def forwarder_env(
     ops_port: int,
     malloc: str = MALLOC,
 ) -> dict[str, str]:
-    inherited = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONMALLOC")}
+    inherited = {k: v for k, v in os.environ.items() if k not in _MALLOC_ENV["jemalloc"]}
     return {
         **inherited,
         **malloc_env(malloc),

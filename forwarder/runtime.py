@@ -52,13 +52,14 @@ def allocator_of(maps: str) -> str:
     return "system"
 
 
-def allocator() -> str:
-    """``allocator_of`` this process, or "unknown" where there is no ``/proc`` (not Linux)."""
+def allocator(maps_path: str = "/proc/self/maps") -> str:
+    """``allocator_of`` this process, or "unknown" with the reason where its map cannot be read
+    (no ``/proc``: not Linux); the ``starting`` log line shows either."""
     try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+        with open(maps_path, encoding="utf-8", errors="replace") as maps:
             return allocator_of(maps.read())
-    except OSError:
-        return "unknown"
+    except OSError as exc:
+        return f"unknown ({type(exc).__name__}: {exc.strerror})"
 
 
 def python_allocator(environ: Mapping[str, str]) -> str:

@@ -3,10 +3,17 @@ import gc
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from forwarder.runtime import MIDDLE_EVERY, allocator_of, python_allocator, tune_collector
+from forwarder.runtime import (
+    MIDDLE_EVERY,
+    allocator,
+    allocator_of,
+    python_allocator,
+    tune_collector,
+)
 
 
 def test_tuning_the_collector_raises_only_the_middle_generation_threshold() -> None:
@@ -68,3 +75,8 @@ def test_python_allocator_is_pymalloc_unless_pythonmalloc_names_another() -> Non
     assert python_allocator({}) == "pymalloc"
     assert python_allocator({"PYTHONMALLOC": ""}) == "pymalloc"
     assert python_allocator({"PYTHONMALLOC": "malloc"}) == "malloc"
+
+
+def test_allocator_without_a_readable_map_says_unknown_and_why(tmp_path: Path) -> None:
+    found = allocator(str(tmp_path / "no-such-maps"))
+    assert found == "unknown (FileNotFoundError: No such file or directory)"
