@@ -300,6 +300,7 @@ async def latency(
                 except httpx.HTTPError:
                     ready = False
                 if ready:
+                    check_malloc(process.pid, MALLOC)
                     break
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("the forwarder never became ready")

@@ -9,7 +9,9 @@ waits an hour; ``endpoint.timeout_s`` an hour too, so nothing fails and nothing 
 ``forwarder run`` with the default configuration in a child process. The forwarder reads until
 its bounds stop it (``kafka.max_pending_bytes``, ``kafka.max_pending_per_partition``); RSS is
 sampled every half second for ``--seconds`` and the peak (VmHWM) read at the end, beside the
-forwarder's own ``forwarder_pending_bytes`` and the records it read.
+forwarder's own ``forwarder_pending_bytes`` and the records it read. The forwarder runs with
+``bench_forwarder.forwarder_env``'s allocator (jemalloc unless ``BENCH_MALLOC=system``), checked
+in its memory map before the peak is read.
 ``--unbounded`` also runs each size with ``max_pending_bytes`` at 64 GB: the count bound alone,
 as before issue 12. Prints a table; writes bench/results/memory.json.
 """
@@ -32,7 +34,15 @@ import psutil
 from aiokafka import AIOKafkaProducer
 
 from bench._local import sandbox_process
-from bench.bench_forwarder import forwarder_env, pad_to, send_all, start_forwarder, stop
+from bench.bench_forwarder import (
+    MALLOC,
+    check_malloc,
+    forwarder_env,
+    pad_to,
+    send_all,
+    start_forwarder,
+    stop,
+)
 from forwarder.localkafka import KafkaCluster, create_topic, free_port
 from forwarder.traffic import TrafficGenerator
 
@@ -84,6 +94,7 @@ async def measure(
             with contextlib.suppress(httpx.HTTPError):
                 figures = scrape(port)
             await asyncio.sleep(0.5)
+        check_malloc(process.pid, MALLOC)
         status = Path(f"/proc/{process.pid}/status").read_text()
         peak = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
     finally:

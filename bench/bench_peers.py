@@ -21,7 +21,8 @@ against ``schemas/``, ``uuid`` and ``time``, batches of up to 500 per event type
 that the sandbox holds every event once, under the same set of ``uuid`` for every contender.
 All three get ``bench_forwarder.forwarder_env``'s environment, so all three run with the same
 allocator: jemalloc for every allocation, as the forwarder's image runs it, or glibc's malloc
-under ``BENCH_MALLOC=system``. The comparison is like for like.
+under ``BENCH_MALLOC=system``; each run checks the contender's memory map for it
+(``bench_forwarder.check_malloc``). The comparison is like for like.
 
 Figures per run, from the sandbox's count of accepted events and the child process, sampled
 every 50 ms: events/s and CPU seconds (user + system, psutil) per million events while the
@@ -53,8 +54,10 @@ import psutil
 
 from bench._local import filled_topic
 from bench.bench_forwarder import (
+    MALLOC,
     PARTITIONS,
     ROOT,
+    check_malloc,
     forwarder_env,
     peak_rss_mb,
     start_forwarder,
@@ -157,6 +160,8 @@ async def measure(
             samples.append((time.monotonic() - started, accepted, cpu_s(child)))
             if accepted >= count:
                 rss = peak_rss_mb(process.pid)
+                # Every contender gets the forwarder's environment: the same allocator.
+                check_malloc(process.pid, MALLOC)
                 break
             if samples[-1][0] > 600:
                 raise RuntimeError(f"{name} did not deliver everything in 600 s")
