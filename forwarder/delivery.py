@@ -34,9 +34,10 @@ from forwarder.core.batcher import body_of
 from forwarder.core.classify import Action, Decision, Policy, classify, describe
 from forwarder.core.decode import Event
 from forwarder.core.headers import Failure, attempts_of, dead_letter_headers, retry_headers
-from forwarder.core.health import Admission, EndpointHealth, Outcome, State
+from forwarder.core.health import Admission, EndpointHealth, Outcome
 from forwarder.core.records import RecordLike
 from forwarder.core.topics import TopicMap
+from forwarder.health_report import HealthReport
 from forwarder.limiter import Limiter
 from forwarder.metrics import Metrics
 from forwarder.ports import Publisher, Sink
@@ -83,14 +84,11 @@ class Delivery:
         self._wall = wall_clock
         self._log = structlog.get_logger("forwarder.delivery")
         self._changed = asyncio.Event()
-        self._health_logged_at = float("-inf")
+        self._report = HealthReport(metrics, policy, self._log, LOG_INTERVAL_S)
         self._capped_logged_at = float("-inf")
         self._capped_since_log = 0  # Retry-After answers capped since the last log line
-        self._shown_state = State.HEALTHY
-        self._shown_code = ""
         self._writer = TopicWriter(publisher, metrics, on_done, self._rng)
         self.publish_trouble = self._writer.trouble
-        metrics.endpoint_state.labels(State.HEALTHY.value).set(1)
 
     # ----------------------------------------------------------------- sending
 
@@ -102,8 +100,15 @@ class Delivery:
     async def _send(self, destination: str, events: list[Event], tries: int) -> None:
         """Send until every event is acked, parked, split off or dead-lettered.
 
-        ``tries`` counts only failures of a working endpoint: the events' retry budget.
+        ``tries`` counts only failures of a working endpoint: the events' retry budget. When
+        the endpoint turns out to be down or paused, the tries before were its failures, not
+        the batch's: they are given back. And when the tries are spent but nothing has worked
+        since the batch's first failure, the endpoint may be at the start of an outage not yet
+        declared: the batch keeps retrying at its last try instead of taking a retry tier,
+        until a request works (then it parks) or the outage is declared.
         """
+        loop = asyncio.get_running_loop()
+        failing_from: float | None = None  # the time of the first try spent
         while events:
             admission = await self._admission()
             probe = admission is Admission.PROBE
@@ -119,7 +124,9 @@ class Delivery:
                 events = rest
                 continue
             if action is Action.PAUSE or (action is Action.RETRY and self.health.blocked):
-                continue  # the endpoint, not the batch: wait for it without spending the budget
+                # The endpoint, not the batch: wait for it without spending the budget.
+                tries, failing_from = 0, None
+                continue
             if action is Action.PARTIAL:
                 held, retried, retry_decision = await self._settle_receipts(
                     destination, chunk, decision, tries
@@ -134,8 +141,12 @@ class Delivery:
             events = chunk + rest
             if action is Action.RETRY:
                 tries += 1
+                if failing_from is None:
+                    failing_from = loop.time()
                 if decision.retry_after_s is not None and decision.status in THROTTLE_STATUSES:
                     self._limiter.slow_down(decision.retry_after_s)
+                if tries >= self._retry.attempts and self.health.failing_since(failing_from):
+                    tries = self._retry.attempts - 1  # not charged until the endpoint tells
                 if tries < self._retry.attempts:
                     self._metrics.retried.labels(
                         "0", _label(decision.status), self._policy.code_label(decision.code)
@@ -350,43 +361,11 @@ class Delivery:
         ).inc()
         await self._writer.write(self._topics.dlq_for(record.topic), record, headers)
 
-    # ----------------------------------------------------------------- health reporting
-
     def _health_changed(self, now: float) -> None:
-        """Wake waiting senders; keep the gauges and the log in step with the endpoint's state."""
-        health = self.health
+        """Wake the senders waiting for a change; report the endpoint's state."""
         self._changed.set()
         self._changed = asyncio.Event()
-        code = self._policy.code_label(health.cause_code)
-        if health.state is not self._shown_state or (health.blocked and code != self._shown_code):
-            self._metrics.endpoint_state.labels(self._shown_state.value).set(0)
-            self._metrics.endpoint_state.labels(health.state.value).set(1)
-            if self._shown_state is State.PAUSED:
-                self._metrics.paused.labels(self._shown_code).set(0)
-            if health.state is State.PAUSED:
-                self._metrics.paused.labels(code).set(1)
-            if health.blocked and self._shown_state in (State.HEALTHY, State.DEGRADED):
-                self._health_logged_at = float("-inf")
-            if not health.blocked and self._shown_state in (State.DOWN, State.PAUSED):
-                self._log.info(
-                    "endpoint_resumed", was=self._shown_state.value, ramp_s=health.settings.ramp_s
-                )
-            self._shown_state, self._shown_code = health.state, code
-        if health.blocked and now - self._health_logged_at >= LOG_INTERVAL_S:
-            self._health_logged_at = now
-            down = health.state is State.DOWN
-            self._log.error(
-                "endpoint_down" if down else "endpoint_paused",
-                cause=health.cause,
-                code=health.cause_code,
-                for_s=round(now - (health.since or now), 1),
-                next_probe_in_s=round(health.next_probe_in(now), 1),
-                action=(
-                    "waiting for the endpoint; nothing is dead-lettered, delivery resumes by itself"
-                    if down
-                    else "fix the credentials or the endpoint configuration; probing until it works"
-                ),
-            )
+        self._report.update(self.health, now)
 
 
 def _about_endpoint(decision: Decision) -> Decision:

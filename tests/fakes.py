@@ -288,7 +288,9 @@ class FakeEndpoint:
     the events without one not accepted), ``flaky`` (every ``flaky_every``-th request 500/1003), ``down`` (503),
     ``refused`` (a transport error), ``throttled`` (429/2003 with ``Retry-After``, 1 s unless ``retry_after_s``),
     ``unauthorized`` (400/3001, a pause code). Whatever the mode, a body over ``max_body``
-    bytes is a 413 and a batch holding a poison event (``"poison": true``) is a 400/3004.
+    bytes is a 413, a batch holding a poison event (``"poison": true``) is a 400/3004, and one
+    holding an event whose ``event_id`` is in ``failing_ids`` is a 500/1003 (a backend failing
+    on that batch while the endpoint works for the others).
     """
 
     mode: str = "ok"
@@ -299,6 +301,7 @@ class FakeEndpoint:
     receipt_shortfall: int = 0
     flaky_every: int = 3
     retry_after_s: float = 1.0  # of ``throttled``
+    failing_ids: set[str] = field(default_factory=set)
     answer: SendResult | None = None  # when set, the answer to every request, whatever the mode
     requests: list[tuple[float, str, int]] = field(default_factory=list)  # time, status, events
     sent: list[tuple[float, list[str]]] = field(default_factory=list)  # time, event ids
@@ -329,6 +332,8 @@ class FakeEndpoint:
         if mode == "unauthorized":
             return SendResult(400, b'{"code":3001}')
         if mode == "flaky" and self._count % self.flaky_every == 0:
+            return SendResult(500, b'{"code":1003}')
+        if self.failing_ids and any(e.get("event_id") in self.failing_ids for e in events):
             return SendResult(500, b'{"code":1003}')
         if len(body) > self.max_body:
             return SendResult(413)

@@ -13,6 +13,9 @@ So the machine tells the delivery three things:
   events themselves: 3004, 404, 413) resets the count.
 - **Whether a failure counts** against the events' retry budget: only when the endpoint is not
   down or paused after it. Attempts and tier moves thus count only failures of a working endpoint.
+  The start of an outage looks like a working endpoint's failures until it is declared (up to
+  ``down_after_s``), so :meth:`EndpointHealth.failing_since` tells a batch whether anything has
+  worked since its own first failure: if nothing has, it waits instead of taking a retry tier.
 - **Admission**: while down or paused nothing is sent but one probe at a time, at an interval
   that doubles from ``probe_interval_s`` up to ``probe_interval_max_s``. A probe that gets any
   answer other than a failure ends the outage; the concurrency then ramps from one request to
@@ -123,6 +126,12 @@ class EndpointHealth:
         if self.state is State.HEALTHY:
             self._set(State.DEGRADED, cause, code, None)
         return True
+
+    def failing_since(self, moment: float) -> bool:
+        """Whether every request since ``moment`` failed: the current run of failures (not yet
+        an outage) began at or before it. False while down or paused, and once any request
+        shows the endpoint working."""
+        return not self.blocked and self._failures > 0 and self._first_failure_at <= moment
 
     def admit(self, now: float) -> Admission:
         """May a request go now? While blocked, one probe at a time once it is due."""

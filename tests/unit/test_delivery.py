@@ -10,6 +10,7 @@ import pytest
 import structlog.testing
 
 from forwarder.core.classify import SendResult
+from forwarder.core.headers import origin_of
 from forwarder.core.health import State
 from forwarder.ports import PublishResult
 from tests.harness import TOPIC, Harness
@@ -36,7 +37,10 @@ def test_an_outage_longer_than_every_retry_tier_ends_in_a_catch_up_not_dead_lett
     harness.run_for(3600)
     assert harness.dead_letters() == [], "an outage must not dead-letter anything"
     assert not harness.delivered()
-    assert harness.broker.records(f"{TOPIC}.retry.3") == [], "the tiers must not be walked"
+    for tier in (1, 2, 3):
+        # Not even at its start: until the outage is declared (10 failures over 5 s), nothing
+        # has worked since the batches' first failures, so they wait instead of taking a tier.
+        assert harness.broker.records(f"{TOPIC}.retry.{tier}") == [], f"retry.{tier} was used"
     requests_during = len(harness.endpoint.requests)
     harness.endpoint.mode = "ok"
     took = harness.run_until(harness.all_finished, 300, "every event delivered and committed")
@@ -65,16 +69,33 @@ def test_while_down_only_one_probe_at_a_time_goes_out_at_a_growing_interval(
 def test_a_batch_failing_while_the_endpoint_works_walks_the_tiers_to_retries_exhausted(
     harness: Harness,
 ) -> None:
-    # One request in three fails: the endpoint works, so failures spend the events' budget.
-    harness.endpoint.mode = "flaky"
-    harness.endpoint.flaky_every = 1  # ... except that every request fails: see below
+    # A 500 for the batches holding one event, while the other batches are accepted: the
+    # endpoint works, so the failures spend that batch's budget, tier by tier.
     harness.start()
-    harness.produce(5)
-    # Before the endpoint counts as down (10 failures over 5 s), the first tries are spent.
-    harness.run_for(1.0)
-    tried = len(harness.endpoint.requests)
-    assert tried >= 3, "three tries in process first"
-    assert harness.pipeline.health.state is State.DEGRADED
+    harness.produce(1)
+    (failing,) = harness.produced
+    harness.endpoint.failing_ids = {harness.produced[failing] or ""}
+    for _ in range(120):  # traffic for up to 60 s: 3 tries per tier, tiers of 2 s, 5 s, 10 s
+        if harness.dead_letters():
+            break
+        harness.produce(5)
+        harness.run_for(0.5)
+    dead = harness.dead_letter_reasons()
+    assert dead.get(failing) == "retries_exhausted"
+    assert set(dead.values()) == {"retries_exhausted"}
+    for tier in (1, 2, 3):
+        copies = harness.broker.records(f"{TOPIC}.retry.{tier}")
+        assert failing in {_identity(r) for r in copies}, f"not parked on retry.{tier}"
+    assert harness.pipeline.health.state is not State.DOWN, "never an outage"
+    harness.run_until(harness.all_finished, 120, "the others delivered")
+    print(
+        f"{len(dead)} dead-lettered (the failing event's batch), {len(harness.delivered())} delivered"
+    )
+
+
+def _identity(record: object) -> tuple[str, int, int]:
+    origin = origin_of(record)  # type: ignore[arg-type]
+    return (origin.topic, origin.partition, origin.offset)
 
 
 def test_a_pause_code_holds_everything_then_resumes_when_the_token_is_fixed(

@@ -171,3 +171,43 @@ TestDeliveryModel.settings = settings(
     phases=[Phase.explicit, Phase.reuse, Phase.generate]
     + ([Phase.shrink] if os.environ.get("MODEL_SHRINK") else []),
 )
+
+
+def test_events_whose_tries_an_outage_began_on_are_not_dead_lettered_by_a_flaky_endpoint() -> None:
+    """A sequence the model found (2026-12-02), kept as a fixed test.
+
+    The endpoint went down; before the outage was declared (10 failures over 5 s) a batch had
+    spent its tries and two retry tiers on it. After the outage, a flaky endpoint failed it on
+    the rest of its budget: ``retries_exhausted``. Batches now take no tier while nothing has
+    worked since their first failure.
+    """
+    state = DeliveryModel()
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("publishing", {"dlq_only": False, "failure": None}),
+        ("endpoint_answers", {"mode": "throttled"}),
+        ("produce", {"bad": 0, "count": 10, "poison": 17}),
+        ("produce", {"bad": 23, "count": 107, "poison": 17}),
+        ("endpoint_answers", {"mode": "down"}),
+        ("publishing", {"dlq_only": True, "failure": None}),
+        ("time_passes", {"seconds": 4.0}),
+        ("time_passes", {"seconds": 4.0}),
+        ("produce", {"bad": 0, "count": 106, "poison": 17}),
+        ("time_passes", {"seconds": 400.0}),
+        ("a_long_outage", {}),
+        ("endpoint_answers", {"mode": "down"}),
+        ("publishing", {"dlq_only": True, "failure": None}),
+        ("time_passes", {"seconds": 4.0}),
+        ("endpoint_answers", {"mode": "flaky"}),
+        ("produce", {"bad": 0, "count": 52, "poison": 0}),
+        ("rebalance", {"index": 1, "partitions": set()}),
+        ("rebalance", {"index": 2, "partitions": {TOPIC}}),
+        ("time_passes", {"seconds": 400.0}),
+    ]
+    try:
+        for rule, arguments in steps:
+            getattr(state, rule)(**arguments)
+            state.commits_never_pass_an_unsafe_record()
+            state.no_dead_letter_because_of_the_endpoint()
+            state.requests_stay_within_the_rate_limit_and_burst()
+    finally:
+        state.teardown()

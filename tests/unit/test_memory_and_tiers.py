@@ -75,8 +75,11 @@ def test_records_parked_on_tiers_beyond_the_configured_count_are_still_delivered
 def test_a_stranded_tier_record_that_fails_again_goes_past_the_last_tier_to_dead_letters() -> None:
     h = Harness(seed=7, retry__tiers="2", retry__attempts=1)
     try:
-        h.endpoint.mode = "flaky"
-        h.endpoint.flaky_every = 1  # 500/1003: retry; one try, then the next tier
+        # The endpoint answers, but the event's receipt says it failed (no code: retry) every
+        # time: a failure of the event, so one try, then the next tier. (A 500 to every request
+        # would be an outage in the making: the batch would wait for it, not walk the tiers.)
+        h.endpoint.mode = "receipts"
+        h.endpoint.receipt_fail_every = 1
         value = orjson.dumps(_valid(h))
         record = h.broker.append(TOPIC, 0, b"u", value, (), 0)
         headers = retry_headers(record, attempts=5, not_before_ms=0)
