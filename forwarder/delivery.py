@@ -105,7 +105,8 @@ class Delivery:
         the batch's: they are given back. And when the tries are spent but nothing has worked
         since the batch's first failure, the endpoint may be at the start of an outage not yet
         declared: the batch keeps retrying at its last try instead of taking a retry tier,
-        until a request works (then it parks) or the outage is declared.
+        until a request works (then it parks), the outage is declared, or the run of failures
+        is too old to become one (then it parks).
         """
         loop = asyncio.get_running_loop()
         failing_from: float | None = None  # the time of the first try spent
@@ -145,7 +146,9 @@ class Delivery:
                     failing_from = loop.time()
                 if decision.retry_after_s is not None and decision.status in THROTTLE_STATUSES:
                     self._limiter.slow_down(decision.retry_after_s)
-                if tries >= self._retry.attempts and self.health.failing_since(failing_from):
+                if tries >= self._retry.attempts and self.health.failing_since(
+                    failing_from, loop.time()
+                ):
                     tries = self._retry.attempts - 1  # not charged until the endpoint tells
                 if tries < self._retry.attempts:
                     self._metrics.retried.labels(

@@ -15,7 +15,8 @@ So the machine tells the delivery three things:
   down or paused after it. Attempts and tier moves thus count only failures of a working endpoint.
   The start of an outage looks like a working endpoint's failures until it is declared (up to
   ``down_after_s``), so :meth:`EndpointHealth.failing_since` tells a batch whether anything has
-  worked since its own first failure: if nothing has, it waits instead of taking a retry tier.
+  worked since its own first failure: if nothing has, it waits instead of taking a retry tier,
+  for at most twice ``down_after_s`` from the first failure of the run.
 - **Admission**: while down or paused nothing is sent but one probe at a time, at an interval
   that doubles from ``probe_interval_s`` up to ``probe_interval_max_s``. A probe that gets any
   answer other than a failure ends the outage; the concurrency then ramps from one request to
@@ -127,11 +128,20 @@ class EndpointHealth:
             self._set(State.DEGRADED, cause, code, None)
         return True
 
-    def failing_since(self, moment: float) -> bool:
-        """Whether every request since ``moment`` failed: the current run of failures (not yet
-        an outage) began at or before it. False while down or paused, and once any request
-        shows the endpoint working."""
-        return not self.blocked and self._failures > 0 and self._first_failure_at <= moment
+    def failing_since(self, moment: float, now: float) -> bool:
+        """Whether every request since ``moment`` failed, in a run of failures (not yet an
+        outage) that began at or before it and may still be declared one.
+
+        False while down or paused, once any request shows the endpoint working, and once the
+        run is twice ``down_after_s`` old: an outage not declared by then is not coming (the
+        failures are too few, e.g. ``down_after_failures`` set out of reach), so they count.
+        """
+        return (
+            not self.blocked
+            and self._failures > 0
+            and self._first_failure_at <= moment
+            and now - self._first_failure_at < 2 * self.settings.down_after_s
+        )
 
     def admit(self, now: float) -> Admission:
         """May a request go now? While blocked, one probe at a time once it is due."""

@@ -98,6 +98,25 @@ def _identity(record: object) -> tuple[str, int, int]:
     return (origin.topic, origin.partition, origin.offset)
 
 
+def test_with_outages_never_declared_failures_walk_the_tiers_after_twice_down_after_s() -> None:
+    # Every request fails, but the outage is out of reach: the batches wait at their last try
+    # for twice down_after_s (10 s), then the failures count and the tiers are walked.
+    h = Harness(seed=3, health__down_after_failures=1_000_000)
+    try:
+        h.endpoint.mode = "down"
+        h.start()
+        h.produce(30)
+        h.run_for(9.0)
+        assert h.broker.records(f"{TOPIC}.retry.1") == [], "still waiting for an outage"
+        took = h.run_until(lambda: len(h.dead_letters()) == 30, 120, "all dead-lettered")
+        assert set(h.dead_letter_reasons().values()) == {"retries_exhausted"}
+        assert len(h.broker.records(f"{TOPIC}.retry.3")) == 30
+        assert h.pipeline.health.state is State.DEGRADED
+        print(f"dead-lettered {took + 9:.1f} s after the first failure")
+    finally:
+        h.stop()
+
+
 def test_a_pause_code_holds_everything_then_resumes_when_the_token_is_fixed(
     harness: Harness,
 ) -> None:
