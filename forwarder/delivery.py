@@ -110,8 +110,14 @@ class Delivery:
         """
         loop = asyncio.get_running_loop()
         failing_from: float | None = None  # the time of the first try spent
+        outages = self.health.outages
         while events:
             admission = await self._admission()
+            if self.health.outages != outages:
+                # An outage began since (declared by other requests, maybe while this batch
+                # slept in its backoff): the tries before it were the endpoint's failures.
+                outages = self.health.outages
+                tries, failing_from = 0, None
             probe = admission is Admission.PROBE
             chunk, rest = (
                 (events[: self._probe_events], events[self._probe_events :])

@@ -75,6 +75,7 @@ class EndpointHealth:
         self._next_probe_at = 0.0
         self._recovered_at: float | None = None
         self.changes = 0  # bumped on every state change, so waiters can tell
+        self.outages = 0  # down or paused spells begun: a batch's tries before one are given back
 
     @property
     def blocked(self) -> bool:
@@ -175,6 +176,7 @@ class EndpointHealth:
         return max(1, min(self.max_in_flight, 1 + int(share * self.max_in_flight)))
 
     def _enter_blocked(self, state: State, now: float, cause: str, code: int | None) -> None:
+        self.outages += 1
         self._probes = 0
         self._recovered_at = None
         self._next_probe_at = now + self.settings.probe_interval_s

@@ -117,6 +117,31 @@ def test_with_outages_never_declared_failures_walk_the_tiers_after_twice_down_af
         h.stop()
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batches_that_waited_out_an_outage_start_again_with_their_whole_budget(seed: int) -> None:
+    # Found in review: a batch held at its last try while the outage was declared by other
+    # requests, then let through at recovery, parked on its first failure after it.
+    h = Harness(seed=seed)
+    try:
+        h.endpoint.mode = "down"
+        h.start()
+        for _ in range(40):
+            h.produce(20)
+            h.run_for(1.0)
+        h.endpoint.mode = "ok"
+        h.run_until(lambda: not h.pipeline.health.blocked, 60, "recovered")
+        h.run_for(0.3)
+        h.endpoint.mode, h.endpoint.flaky_every = "flaky", 1  # a 0.5 s blip, far from an outage
+        h.run_for(0.5)
+        h.endpoint.mode = "ok"
+        h.run_until(h.all_finished, 300, "every event delivered")
+        for tier in (1, 2, 3):
+            assert h.broker.records(f"{TOPIC}.retry.{tier}") == [], f"retry.{tier} was used"
+        assert h.dead_letters() == []
+    finally:
+        h.stop()
+
+
 def test_a_pause_code_holds_everything_then_resumes_when_the_token_is_fixed(
     harness: Harness,
 ) -> None:
