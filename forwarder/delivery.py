@@ -31,6 +31,7 @@ import structlog
 from forwarder.config import RetryConfig
 from forwarder.core.backoff import retry_delay_s
 from forwarder.core.batcher import body_of
+from forwarder.core.budget import RetryBudget, Step
 from forwarder.core.classify import Action, Decision, Policy, classify, describe
 from forwarder.core.decode import Event
 from forwarder.core.headers import Failure, attempts_of, dead_letter_headers, retry_headers
@@ -100,16 +101,13 @@ class Delivery:
     async def _send(self, destination: str, events: list[Event], tries: int) -> None:
         """Send until every event is acked, parked, split off or dead-lettered.
 
-        ``tries`` counts only failures of a working endpoint: the events' retry budget. When
-        the endpoint turns out to be down or paused, the tries before were its failures, not
-        the batch's: they are given back. And when the tries are spent but nothing has worked
-        since the batch's first failure, the endpoint may be at the start of an outage not yet
-        declared: the batch keeps retrying at its last try instead of taking a retry tier,
-        until a request works (then it parks), the outage is declared, or the run of failures
-        is too old to become one (then it parks).
+        ``tries`` (already spent) and the failures here make the batch's retry budget
+        (``forwarder.core.budget``): only failures of a working endpoint are charged. Those
+        before an outage are given back, and while nothing has worked since the batch's
+        failures began, it holds at its last try instead of taking a retry tier.
         """
         loop = asyncio.get_running_loop()
-        failing_from: float | None = None  # the time of the first try spent
+        budget = RetryBudget(self._retry.attempts, tries)
         outages = self.health.outages
         while events:
             admission = await self._admission()
@@ -117,7 +115,7 @@ class Delivery:
                 # An outage began since (declared by other requests, maybe while this batch
                 # slept in its backoff): the tries before it were the endpoint's failures.
                 outages = self.health.outages
-                tries, failing_from = 0, None
+                budget.give_back()
             probe = admission is Admission.PROBE
             chunk, rest = (
                 (events[: self._probe_events], events[self._probe_events :])
@@ -131,12 +129,11 @@ class Delivery:
                 events = rest
                 continue
             if action is Action.PAUSE or (action is Action.RETRY and self.health.blocked):
-                # The endpoint, not the batch: wait for it without spending the budget.
-                tries, failing_from = 0, None
+                budget.give_back()  # the endpoint, not the batch: wait for it
                 continue
             if action is Action.PARTIAL:
                 held, retried, retry_decision = await self._settle_receipts(
-                    destination, chunk, decision, tries
+                    destination, chunk, decision, budget.tries
                 )
                 if held:  # a pause code in a receipt: the endpoint is paused, wait for it
                     events = held + retried + rest
@@ -147,29 +144,24 @@ class Delivery:
                 chunk, decision, action = retried, retry_decision, Action.RETRY
             events = chunk + rest
             if action is Action.RETRY:
-                tries += 1
-                if failing_from is None:
-                    failing_from = loop.time()
+                step = budget.failed(loop.time(), self.health)
                 if decision.retry_after_s is not None and decision.status in THROTTLE_STATUSES:
                     self._limiter.slow_down(decision.retry_after_s)
-                if tries >= self._retry.attempts and self.health.failing_since(
-                    failing_from, loop.time()
-                ):
-                    tries = self._retry.attempts - 1  # not charged until the endpoint tells
-                if tries < self._retry.attempts:
+                if step is not Step.PARK:
                     self._metrics.retried.labels(
                         "0", _label(decision.status), self._policy.code_label(decision.code)
                     ).inc(len(events))
-                    await asyncio.sleep(self._delay(tries, decision))
+                    delay = self._delay(min(budget.tries, self._retry.attempts - 1), decision)
+                    await asyncio.sleep(delay)
                     continue
-                await self._park(destination, events, decision, tries)
+                await self._park(destination, events, decision, budget.tries)
                 return
             if action in (Action.ISOLATE, Action.SPLIT):
-                await self._split(destination, chunk, decision, tries)
+                await self._split(destination, chunk, decision, budget.tries)
                 events = rest
                 continue
             # DEAD_LETTER: the endpoint will never take these events as they are.
-            await self._dead_letter_all(destination, chunk, decision, tries, "rejected")
+            await self._dead_letter_all(destination, chunk, decision, budget.tries, "rejected")
             events = rest
 
     async def _admission(self) -> Admission:

@@ -142,6 +142,30 @@ def test_batches_that_waited_out_an_outage_start_again_with_their_whole_budget(s
         h.stop()
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_tries_spent_on_a_flaky_endpoint_do_not_make_the_start_of_an_outage_take_a_tier(
+    seed: int,
+) -> None:
+    # Found in review: a batch whose first failure came while the endpoint was flaky (and
+    # other requests then worked) took a tier in the first seconds of the outage that followed
+    # (3-11 of them for these seeds). Its flaky failures are charged; its failures in the
+    # outage's start are not. (A batch that had spent all its tries while flaky, one request
+    # in four failing here, would rightly take a tier at its next failure, whenever it came.)
+    h = Harness(seed=seed)
+    try:
+        h.endpoint.mode, h.endpoint.flaky_every = "flaky", 4
+        h.start()
+        for _ in range(20):
+            h.produce(20)
+            h.run_for(0.1)
+        before = len(h.broker.records(f"{TOPIC}.retry.1"))
+        h.endpoint.mode = "down"
+        h.run_until(lambda: h.pipeline.health.blocked, 60, "the outage declared")
+        assert len(h.broker.records(f"{TOPIC}.retry.1")) == before, "a tier taken in its start"
+    finally:
+        h.stop()
+
+
 def test_a_pause_code_holds_everything_then_resumes_when_the_token_is_fixed(
     harness: Harness,
 ) -> None:
