@@ -31,6 +31,12 @@ from forwarder.ports import ACKNOWLEDGED, COMMITTED, Callback, CommitResult, Pub
 Identity = tuple[str, int, int]  # where an event was first read: topic, partition, offset
 
 
+def identity_of(record: FakeRecord) -> Identity:
+    """Where a record's event was first read, through retry tiers and dead letters."""
+    origin = origin_of(record)
+    return (origin.topic, origin.partition, origin.offset)
+
+
 # ----------------------------------------------------------------- virtual time
 
 

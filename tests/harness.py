@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from forwarder.config import Config, load_config
-from forwarder.core.headers import header_value, origin_of
+from forwarder.core.headers import header_value
 from forwarder.core.schemas import SchemaRegistry, default_schema_dir
 from forwarder.core.topics import TopicMap
 from forwarder.pipeline import Adapters, Pipeline
@@ -26,6 +26,7 @@ from tests.fakes import (
     FakeSource,
     Identity,
     VirtualTimeLoop,
+    identity_of,
 )
 
 REGISTRY = SchemaRegistry.from_dirs([default_schema_dir()])
@@ -153,9 +154,8 @@ class Harness:
     def dead_letter_reasons(self) -> dict[Identity, str]:
         reasons = {}
         for record in self.dead_letters():
-            origin = origin_of(record)
             reason = header_value(record.headers, "forwarder.error.reason") or b""
-            reasons[(origin.topic, origin.partition, origin.offset)] = reason.decode()
+            reasons[identity_of(record)] = reason.decode()
         return reasons
 
     def delivered(self) -> set[Identity]:

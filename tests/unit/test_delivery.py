@@ -10,9 +10,9 @@ import pytest
 import structlog.testing
 
 from forwarder.core.classify import SendResult
-from forwarder.core.headers import origin_of
 from forwarder.core.health import State
 from forwarder.ports import PublishResult
+from tests.fakes import identity_of
 from tests.harness import TOPIC, Harness
 
 
@@ -85,17 +85,12 @@ def test_a_batch_failing_while_the_endpoint_works_walks_the_tiers_to_retries_exh
     assert set(dead.values()) == {"retries_exhausted"}
     for tier in (1, 2, 3):
         copies = harness.broker.records(f"{TOPIC}.retry.{tier}")
-        assert failing in {_identity(r) for r in copies}, f"not parked on retry.{tier}"
+        assert failing in {identity_of(r) for r in copies}, f"not parked on retry.{tier}"
     assert harness.pipeline.health.state is not State.DOWN, "never an outage"
     harness.run_until(harness.all_finished, 120, "the others delivered")
     print(
         f"{len(dead)} dead-lettered (the failing event's batch), {len(harness.delivered())} delivered"
     )
-
-
-def _identity(record: object) -> tuple[str, int, int]:
-    origin = origin_of(record)  # type: ignore[arg-type]
-    return (origin.topic, origin.partition, origin.offset)
 
 
 def test_with_outages_never_declared_failures_walk_the_tiers_after_twice_down_after_s() -> None:

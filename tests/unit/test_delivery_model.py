@@ -26,20 +26,14 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from forwarder.core.headers import origin_of
 from forwarder.ports import PublishResult
-from tests.fakes import FakeRecord, Identity
+from tests.fakes import Identity, identity_of
 from tests.harness import TOPIC, Harness
 
 MODES = ["ok", "ok", "receipts", "flaky", "down", "refused", "throttled", "unauthorized"]
 LEVELS = {TOPIC: 0, f"{TOPIC}.retry.1": 1, f"{TOPIC}.retry.2": 2, f"{TOPIC}.retry.3": 3}
 DLQ_LEVEL = 4
 DECODE_REASONS = {"invalid_json", "not_an_object", "schema_violation", "unknown_event_type"}
-
-
-def _identity(record: FakeRecord) -> Identity:
-    origin = origin_of(record)
-    return (origin.topic, origin.partition, origin.offset)
 
 
 class DeliveryModel(RuleBasedStateMachine):
@@ -97,7 +91,7 @@ class DeliveryModel(RuleBasedStateMachine):
         copies: dict[Identity, int] = {}
         for topic, level in [*LEVELS.items(), (f"{TOPIC}.dlq", DLQ_LEVEL)]:
             for record in self.h.broker.records(topic):
-                identity = _identity(record)
+                identity = identity_of(record)
                 copies[identity] = max(copies.get(identity, -1), level)
         safe = set()
         for identity, highest in copies.items():
@@ -117,7 +111,7 @@ class DeliveryModel(RuleBasedStateMachine):
             for tp, offset in commit.items():
                 level = LEVELS[tp.topic]
                 for record in self.h.broker.log(tp.topic, tp.partition)[:offset]:
-                    assert (_identity(record), level) in safe, (
+                    assert (identity_of(record), level) in safe, (
                         f"committed {tp.topic}-{tp.partition}@{offset} past unsafe {record.offset}"
                     )
         self.checked_commits = len(self.h.broker.commits)
