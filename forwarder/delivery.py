@@ -1,27 +1,35 @@
-"""Delivery of one batch: post, classify, then ack, retry, split, park or dead-letter.
+"""Delivery: post a batch, classify the answer, then ack, retry, split, park or dead-letter.
 
-Every event handed to :meth:`Delivery.send` ends in exactly one place: accepted by the
+Every event handed to :meth:`Delivery.submit` ends in exactly one place: accepted by the
 endpoint, written to a retry tier, or written to the dead-letter topic. Only then is
 ``on_done`` called for its record (for a whole batch's records at once when the endpoint
 accepts them), which is what lets the pipeline commit their offsets.
 
-Faults of the endpoint are not faults of the batch. Every answer feeds the endpoint's health
-(``forwarder.core.health``); while the endpoint is *down* (failing as a whole) or *paused* (a
-systemic answer such as a bad token), batches wait in memory, one small probe at a time finds
-out whether it is back, and no event spends its retry budget: attempts and tier moves count
-only failures of an endpoint that otherwise works. So an outage of any length ends in a
-catch-up, never in dead letters. Per-event receipts are answers about events, not about the
-endpoint: each failed one is routed by its own code (``classify``), and only a pause code
-among them pauses the endpoint.
+Between its tries a batch waits in the dispatcher (``forwarder.core.dispatch``), not in a
+sender: ``max_in_flight`` senders each take the next batch, make one request and put the batch
+back with its backoff if it failed. A fault is charged to the smallest scope that explains it:
 
-Writes to the retry and dead-letter topics go through ``forwarder.topic_writer``, retried
-until the broker acknowledges them.
+- **Event**: a batch that keeps failing with a retriable answer while other batches to the
+  same destination are accepted is split until the events that fail alone are alone; only
+  they walk the retry tiers to the dead-letter topic.
+- **Destination**: a ``database.table`` failing while others work is degraded: its batches walk
+  their own schedule and it holds at most ``limits.destination_share`` of the senders.
+- **Endpoint**: while it is *down* (failing as a whole) or *paused* (a systemic answer such as
+  a bad token), batches wait in memory, one small probe at a time finds out whether it is
+  back, and no event spends its retry budget. So an outage of any length ends in a catch-up,
+  never in dead letters.
+
+Per-event receipts are answers about events, not about the endpoint: each failed one is routed
+by its own code (``classify``), and only a pause code among them pauses the endpoint. Writes to
+the retry and dead-letter topics go through ``forwarder.topic_writer``, retried until the
+broker acknowledges them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -32,8 +40,9 @@ from forwarder.config import RetryConfig
 from forwarder.core.backoff import retry_delay_s
 from forwarder.core.batcher import body_of
 from forwarder.core.budget import RetryBudget, Step
-from forwarder.core.classify import Action, Decision, Policy, classify, describe
+from forwarder.core.classify import Action, Decision, Policy, SendResult, classify, describe
 from forwarder.core.decode import Event
+from forwarder.core.dispatch import Dispatcher, Job
 from forwarder.core.headers import Failure, attempts_of, dead_letter_headers, retry_headers
 from forwarder.core.health import Admission, EndpointHealth, Outcome
 from forwarder.core.records import RecordLike
@@ -45,6 +54,8 @@ from forwarder.ports import Publisher, Sink
 from forwarder.topic_writer import TopicWriter
 
 LOG_INTERVAL_S = 30.0
+# The shortest wait for a backoff to end: below the clock's resolution a sender would spin.
+MIN_WAIT_S = 0.001
 THROTTLE_STATUSES = (429, 503)
 _OUTCOMES = {
     Action.RETRY: Outcome.FAILED,
@@ -66,6 +77,7 @@ class Delivery:
         on_done: Callable[[Sequence[RecordLike]], None],
         *,
         probe_events: int = 10,
+        destination_share: float = 0.5,
         rng: random.Random | None = None,
         wall_clock: Callable[[], float] = time.time,
         on_accepted: Callable[[str, Sequence[Event]], None] | None = None,  # personalization
@@ -90,96 +102,160 @@ class Delivery:
         self._capped_since_log = 0  # Retry-After answers capped since the last log line
         self._writer = TopicWriter(publisher, metrics, on_done, self._rng)
         self.publish_trouble = self._writer.trouble
+        self.dispatch = Dispatcher(int(health.max_in_flight * destination_share))
 
     # ----------------------------------------------------------------- sending
 
-    async def send(self, destination: str, events: list[Event]) -> None:
-        """Deliver a batch; returns once every event is done."""
+    def submit(self, destination: str, events: list[Event], created: float) -> None:
+        """A new batch: it waits for a sender in the dispatcher."""
         self._metrics.batch_events.observe(len(events))
-        await self._send(destination, events, 0)
+        self.dispatch.add(self._job(destination, events, created, 0))
+        self._wake()
 
-    async def _send(self, destination: str, events: list[Event], tries: int) -> None:
-        """Send until every event is acked, parked, split off or dead-lettered.
+    def _job(self, destination: str, events: list[Event], created: float, tries: int) -> Job:
+        return Job(
+            destination,
+            events,
+            created,
+            RetryBudget(self._retry.attempts, tries),
+            outages=self.health.outages,
+        )
 
-        ``tries`` (already spent) and the failures here make the batch's retry budget
-        (``forwarder.core.budget``): only failures of a working endpoint are charged. Those
-        before an outage are given back, and while nothing has worked since the batch's
-        failures began, it holds at its last try instead of taking a retry tier.
-        """
+    async def next_job(self) -> tuple[Job, bool]:
+        """Wait for a batch this sender may try now; True when its try is a probe."""
         loop = asyncio.get_running_loop()
-        budget = RetryBudget(self._retry.attempts, tries)
-        outages = self.health.outages
-        while events:
-            admission = await self._admission()
-            if self.health.outages != outages:
-                # An outage began since (declared by other requests, maybe while this batch
-                # slept in its backoff): the tries before it were the endpoint's failures.
-                outages = self.health.outages
-                budget.give_back()
-            probe = admission is Admission.PROBE
-            chunk, rest = (
-                (events[: self._probe_events], events[self._probe_events :])
-                if probe
-                else (events, [])
-            )
-            decision = await self._request(destination, chunk, probe)
-            action = decision.action
-            if action is Action.ACK:
-                self._ack(destination, chunk)
-                events = rest
-                continue
-            if action is Action.PAUSE or (action is Action.RETRY and self.health.blocked):
-                budget.give_back()  # the endpoint, not the batch: wait for it
-                continue
-            if action is Action.PARTIAL:
-                held, retried, retry_decision = await self._settle_receipts(
-                    destination, chunk, decision, budget.tries
-                )
-                if held:  # a pause code in a receipt: the endpoint is paused, wait for it
-                    events = held + retried + rest
-                    continue
-                if not retried:
-                    events = rest
-                    continue
-                chunk, decision, action = retried, retry_decision, Action.RETRY
-            events = chunk + rest
-            if action is Action.RETRY:
-                step = budget.failed(loop.time(), self.health)
-                if decision.retry_after_s is not None and decision.status in THROTTLE_STATUSES:
-                    self._limiter.slow_down(decision.retry_after_s)
-                if step is not Step.PARK:
-                    self._metrics.retried.labels(
-                        "0", _label(decision.status), self._policy.code_label(decision.code)
-                    ).inc(len(events))
-                    delay = self._delay(min(budget.tries, self._retry.attempts - 1), decision)
-                    await asyncio.sleep(delay)
-                    continue
-                await self._park(destination, events, decision, budget.tries)
-                return
-            if action in (Action.ISOLATE, Action.SPLIT):
-                await self._split(destination, chunk, decision, budget.tries)
-                events = rest
-                continue
-            # DEAD_LETTER: the endpoint will never take these events as they are.
-            await self._dead_letter_all(destination, chunk, decision, budget.tries, "rejected")
-            events = rest
-
-    async def _admission(self) -> Admission:
-        """Wait until a request may go: at once when the endpoint works, else as the probe."""
-        loop = asyncio.get_running_loop()
+        health = self.health
         while True:
-            admission = self.health.admit(loop.time())
-            if admission is not Admission.WAIT:
-                return admission
+            now = loop.time()
+            if not health.blocked:
+                job = self.dispatch.take(now, health.destinations.failing)
+                if job is not None:
+                    return job, False
+                wake = self.dispatch.next_ready(now)
+            elif not self.dispatch:
+                wake = math.inf
+            elif health.admit(now) is Admission.PROBE:
+                probe = self.dispatch.take_probe()
+                if probe is not None:
+                    return probe, True
+                health.probe_abandoned()
+                wake = math.inf
+            else:
+                wake = health.next_probe_in(now) + now  # inf while a probe is in flight
             changed = self._changed
-            wait = self.health.next_probe_in(loop.time())
+            timeout = None if math.isinf(wake) else max(wake - now, MIN_WAIT_S)
             try:
-                async with asyncio.timeout(min(max(wait, 0.01), LOG_INTERVAL_S)):
+                async with asyncio.timeout(timeout):
                     await changed.wait()
             except TimeoutError:
                 pass
 
-    async def _request(self, destination: str, events: list[Event], probe: bool) -> Decision:
+    async def attempt(self, job: Job, probe: bool) -> None:
+        """One request of ``job``; what is left of it goes back to the dispatcher."""
+        try:
+            await self._attempt(job, probe)
+        finally:
+            self.dispatch.done(job)
+            self._wake()
+
+    async def _attempt(self, job: Job, probe: bool) -> None:
+        loop = asyncio.get_running_loop()
+        health = self.health
+        destination = job.destination
+        if health.outages != job.outages:
+            # An outage began since its last try (declared by other requests, maybe while it
+            # waited out its backoff): the tries before it were the endpoint's failures.
+            job.outages = health.outages
+            job.budget.give_back()
+        events = job.events
+        chunk, rest = (
+            (events[: self._probe_events], events[self._probe_events :]) if probe else (events, [])
+        )
+        decision, sent_at = await self._request(destination, chunk, probe)
+        action = decision.action
+        if action is Action.ACK:
+            self._ack(destination, chunk)
+            self._requeue(job, rest, loop.time())
+            return
+        if action is Action.PAUSE or (action is Action.RETRY and health.blocked):
+            job.budget.give_back()  # the endpoint, not the batch: wait for it
+            self._requeue(job, events, loop.time())
+            return
+        if action is Action.PARTIAL:
+            held, retried, retry_decision = await self._settle_receipts(
+                destination, chunk, decision, job.budget.tries
+            )
+            if held or not retried:  # held: a pause code in a receipt, wait for the endpoint
+                self._requeue(job, held + retried + rest, loop.time())
+                return
+            chunk, decision, action = retried, retry_decision, Action.RETRY
+        if action is Action.RETRY:
+            job.events = chunk + rest
+            await self._failed(job, decision, sent_at)
+            return
+        self._requeue(job, rest, loop.time())
+        if action in (Action.ISOLATE, Action.SPLIT):
+            await self._split(job, chunk, decision, job.budget.tries)
+            return
+        # DEAD_LETTER: the endpoint will never take these events as they are.
+        await self._dead_letter_all(destination, chunk, decision, job.budget.tries, "rejected")
+
+    async def _failed(self, job: Job, decision: Decision, sent_at: float) -> None:
+        """A retriable failure: retry after a backoff, hold, split off the failing events, or
+        park on the next retry tier."""
+        loop = asyncio.get_running_loop()
+        health = self.health
+        destination = job.destination
+        if job.first_failed is None:
+            job.first_failed = sent_at
+        now = loop.time()
+        step = job.budget.failed(
+            sent_at, lambda since: health.unresolved(destination, since, job.events[0].uuid, now)
+        )
+        if decision.retry_after_s is not None and decision.status in THROTTLE_STATUSES:
+            self._limiter.slow_down(decision.retry_after_s)
+        if step is not Step.PARK:
+            self._metrics.retried.labels(
+                "0", _label(decision.status), self._policy.code_label(decision.code)
+            ).inc(len(job.events))
+            delay = self._delay(job.budget.failures - 1, decision)
+            self.dispatch.later(job, loop.time() + delay)
+            self._wake()
+            return
+        if len(job.events) > 1 and health.destinations.worked_since(destination, job.first_failed):
+            # Other batches to this destination are accepted: the fault is in some of these
+            # events. Halve until the ones that fail alone are alone; each half a fresh budget.
+            await self._split(job, job.events, decision, 0)
+            return
+        await self._park(destination, job.events, decision, job.budget.tries)
+
+    def _requeue(self, job: Job, events: list[Event], now: float) -> None:
+        if events:
+            job.events = events
+            self.dispatch.later(job, now)
+
+    async def _split(self, job: Job, events: list[Event], decision: Decision, tries: int) -> None:
+        if len(events) == 1:
+            reason = "rejected" if decision.action is Action.ISOLATE else "too_large"
+            self._metrics.isolated.inc()
+            await self._dead_letter_all(job.destination, events, decision, tries, reason)
+            return
+        middle = len(events) // 2
+        self._metrics.isolation_requests.inc(2)
+        now = asyncio.get_running_loop().time()
+        for half in (events[:middle], events[middle:]):
+            self.dispatch.later(self._job(job.destination, half, job.created, tries), now)
+        self._wake()
+
+    def _wake(self) -> None:
+        changed = self._changed
+        self._changed = asyncio.Event()
+        changed.set()
+
+    async def _request(
+        self, destination: str, events: list[Event], probe: bool
+    ) -> tuple[Decision, float]:
+        """One request; its decision and when it went out (after the limiter let it)."""
         loop = asyncio.get_running_loop()
         try:
             await self._limiter.acquire()
@@ -187,6 +263,7 @@ class Delivery:
             if probe:
                 self.health.probe_abandoned()
             raise
+        sent_at = loop.time()
         try:
             result = await self._sink.send(destination, body_of(events))
         except BaseException:
@@ -206,14 +283,25 @@ class Delivery:
         cause = describe(about.status, about.code)
         if about.status is None:
             cause = about.detail
-        self.health.observe(outcome, loop.time(), probe=probe, cause=cause, code=about.code)
+        self.health.observe(
+            outcome,
+            loop.time(),
+            probe=probe,
+            cause=cause,
+            code=about.code,
+            destination=destination,
+            batch=events[0].uuid,
+            sent_at=sent_at,
+            unreachable=_unreachable(result),
+        )
         status = "transport" if decision.status is None else str(decision.status)
         self._metrics.requests.labels(status, self._policy.code_label(decision.code)).inc()
         self._metrics.request_seconds.observe(result.elapsed_s)
         if probe:
             self._metrics.probes.labels(outcome.value).inc()
         self._health_changed(loop.time())
-        return decision
+        self._report.update_destination(self.health, destination, loop.time())
+        return decision, sent_at
 
     def _cap_retry_after(self, destination: str, decision: Decision, now: float) -> Decision:
         """A ``Retry-After`` beyond ``retry.max_retry_after_s`` holds back only that long."""
@@ -241,21 +329,6 @@ class Delivery:
             self._retry.backoff_max_ms / 1000,
             self._rng.uniform,
             decision.retry_after_s,
-        )
-
-    async def _split(
-        self, destination: str, events: list[Event], decision: Decision, tries: int
-    ) -> None:
-        if len(events) == 1:
-            reason = "rejected" if decision.action is Action.ISOLATE else "too_large"
-            self._metrics.isolated.inc()
-            await self._dead_letter_all(destination, events, decision, tries, reason)
-            return
-        middle = len(events) // 2
-        self._metrics.isolation_requests.inc(2)
-        await asyncio.gather(
-            self._send(destination, events[:middle], tries),
-            self._send(destination, events[middle:], tries),
         )
 
     async def _settle_receipts(
@@ -364,8 +437,7 @@ class Delivery:
 
     def _health_changed(self, now: float) -> None:
         """Wake the senders waiting for a change; report the endpoint's state."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._wake()
         self._report.update(self.health, now)
 
 
@@ -378,6 +450,15 @@ def _about_endpoint(decision: Decision) -> Decision:
     if decision.action is Action.PARTIAL:
         return next((r for r in decision.receipts if r.action is Action.PAUSE), decision)
     return decision
+
+
+def _unreachable(result: SendResult) -> bool:
+    """A connection the host refused or could not be opened (not a timeout): the host itself
+    is unreachable, whichever batch asked."""
+    error = result.transport_error or ""
+    return error.startswith(("ConnectError", "ClientConnectorError", "ConnectionRefused")) and (
+        "Timeout" not in error
+    )
 
 
 def _label(value: int | None) -> str:

@@ -92,6 +92,14 @@ class Metrics:
             ["state"],
             registry=r,
         )
+        self.destination_state = Gauge(
+            "forwarder_destination_state",
+            "1 for a destination's current state: healthy, failing (nothing else works either) "
+            "or degraded (failing while other destinations work); destinations are the routes "
+            "and event types the schemas allow, a bounded set",
+            ["destination", "state"],
+            registry=r,
+        )
         self.probes = Counter(
             "forwarder_endpoint_probes",
             "Probe requests sent while the endpoint was down or paused, by what they found",

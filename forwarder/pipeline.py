@@ -41,9 +41,10 @@ from forwarder.adapters.bundle import Adapters
 from forwarder.adapters.http_sink import Transport
 from forwarder.committer import Committer
 from forwarder.config import REVOKE_COMMIT_MS, Config
-from forwarder.core.batcher import Batcher
+from forwarder.core.batcher import Batch, Batcher
 from forwarder.core.classify import Policy
 from forwarder.core.decode import Decoder, Event, Validator
+from forwarder.core.destinations import DestinationState
 from forwarder.core.headers import Failure, attempts_of
 from forwarder.core.health import EndpointHealth, HealthSettings, State
 from forwarder.core.offsets import OffsetTracker
@@ -51,7 +52,6 @@ from forwarder.core.records import RecordLike
 from forwarder.core.token_bucket import TokenBucket
 from forwarder.core.topics import TopicMap
 from forwarder.delivery import Delivery
-from forwarder.draining import drop_revoked
 from forwarder.flow import FlowControl
 from forwarder.kafka_errors import KafkaErrors
 from forwarder.lag import LagObserver
@@ -132,12 +132,12 @@ class Pipeline:
             self.metrics,
             self._records_done,
             probe_events=h.probe_events,
+            destination_share=config.limits.destination_share,
             rng=rng or random.Random(),
             wall_clock=wall_clock,
             on_accepted=self.activation.offer,
         )
         self._workers = Workers(self._delivery, self.metrics)
-        self._queue = self._workers.queue
         self._spawn = self._workers.spawn
         self._commits: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -171,7 +171,24 @@ class Pipeline:
             return False, "cannot write " + "; ".join(unwritable)
         if self._producer_problem:
             return False, f"producer: {self._producer_problem}"
-        return True, "ready" + self.activation.readiness_note()
+        return True, "ready" + self._failing_note() + self.activation.readiness_note()
+
+    def _failing_note(self) -> str:
+        """Ready, but say what fails in a scope smaller than the endpoint."""
+        now = self._now()
+        destinations = self.health.destinations
+        degraded = [
+            f"{d} for {destinations.failing_for(d, now):.0f}s"
+            for d in destinations.known()
+            if destinations.state(d) is DestinationState.DEGRADED
+        ]
+        note = f"; degraded destinations: {', '.join(degraded)}" if degraded else ""
+        if self.health.state is State.DEGRADED:
+            note += (
+                f"; requests failing for {self.health.failing_for(now):.0f}s "
+                "(not an outage so far: one batch, or too short)"
+            )
+        return note
 
     def _unwritable_topics(self) -> list[str]:
         """Retry or dead-letter topics that refuse writes, or have failed them for too long."""
@@ -280,7 +297,7 @@ class Pipeline:
                     for tp, records in fetched.items():
                         self._take(tp, records, now)
                 for batch in self._batcher.due(now):
-                    self._queue.put_nowait(batch)
+                    self._submit(batch)
                 self._flow.control(now, stop_all=self._stop_fetching())
                 if now >= next_observe:
                     next_observe = now + observe_every
@@ -325,9 +342,11 @@ class Pipeline:
                 keep(outcome)
             else:
                 self._spawn(self._dead_letter(record, outcome))
-        put = self._queue.put_nowait
         for batch in self._batcher.add_all(events, now):
-            put(batch)
+            self._submit(batch)
+
+    def _submit(self, batch: Batch) -> None:
+        self._delivery.submit(batch.destination, batch.events, batch.created)
 
     async def _dead_letter(self, record: RecordLike, failure: Failure) -> None:
         await self._delivery.dead_letter(record, failure, attempts_of(record), None)
@@ -336,7 +355,10 @@ class Pipeline:
         self._tracker.done_records(records)
 
     def _stop_fetching(self) -> bool:
-        return self.health.blocked or self._fatal_publish_trouble()
+        # Not while down: probes rotate through the waiting batches, so batches read during an
+        # outage are what ends one that a failing batch made look like it (memory stays
+        # bounded by kafka.max_pending_*). A pause is answered to every batch alike.
+        return self.health.state is State.PAUSED or self._fatal_publish_trouble()
 
     def _fatal_publish_trouble(self) -> bool:
         """A retry or dead-letter topic refuses writes for good (not authorized, too large):
@@ -349,7 +371,7 @@ class Pipeline:
         """Send what is batched and wait, at most ``budget_s``, until these partitions have
         nothing pending."""
         for batch in self._batcher.drain():
-            self._queue.put_nowait(batch)
+            self._submit(batch)
         watched = list(partitions)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget_s
@@ -370,7 +392,7 @@ class Pipeline:
         if not revoked:
             return
         if not await self._drain(revoked, self.config.kafka.revoke_drain_ms / 1000):
-            dropped = drop_revoked(self._queue, revoked)
+            dropped = self._delivery.dispatch.drop(revoked)
             self.metrics.revoked_dropped.inc(dropped)
             self._log.warning(
                 "revoked_batches_dropped",

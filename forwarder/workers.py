@@ -1,4 +1,4 @@
-"""The pipeline's tasks: ``max_in_flight`` senders taking batches from one queue, and side
+"""The pipeline's tasks: ``max_in_flight`` senders taking batches from the delivery's dispatcher, and side
 tasks (dead letters of invalid records, lag and producer checks). A task that fails is a bug:
 it is logged with its traceback and counted in ``forwarder_internal_errors_total{task}``; its
 records stay uncommitted, so they are delivered again after a restart, never lost.
@@ -12,7 +12,6 @@ from typing import Any
 
 import structlog
 
-from forwarder.core.batcher import Batch
 from forwarder.delivery import Delivery
 from forwarder.metrics import Metrics
 
@@ -22,7 +21,6 @@ class Workers:
         self._delivery = delivery
         self._metrics = metrics
         self._log = structlog.get_logger("forwarder.pipeline")
-        self.queue: asyncio.Queue[Batch] = asyncio.Queue()
         self._senders: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
 
@@ -59,19 +57,19 @@ class Workers:
             )
 
     async def _sender(self) -> None:
+        delivery = self._delivery
         while True:
-            batch = await self.queue.get()
+            job, probe = await delivery.next_job()
             self._metrics.in_flight.inc()
             try:
-                await self._delivery.send(batch.destination, batch.events)
+                await delivery.attempt(job, probe)
             except Exception:  # a bug: log loudly; the records stay pending, so nothing is lost
                 self._metrics.internal_errors.labels("sender").inc()
                 self._log.exception(
                     "delivery_failed",
-                    destination=batch.destination,
-                    events=len(batch),
+                    destination=job.destination,
+                    events=len(job.events),
                     note="these records stay uncommitted and are delivered again after a restart",
                 )
             finally:
                 self._metrics.in_flight.dec()
-                self.queue.task_done()

@@ -293,7 +293,9 @@ class FakeEndpoint:
     -th failing as ``receipt_failure`` says; ``receipt_shortfall`` receipts fewer than events,
     the events without one not accepted), ``flaky`` (every ``flaky_every``-th request 500/1003), ``down`` (503),
     ``refused`` (a transport error), ``throttled`` (429/2003 with ``Retry-After``, 1 s unless ``retry_after_s``),
-    ``unauthorized`` (400/3001, a pause code). Whatever the mode, a body over ``max_body``
+    ``unauthorized`` (400/3001, a pause code), ``hanging`` (no answer: a transport timeout after
+    ``hang_s``). ``destination_answers`` answers every request to those destinations so,
+    ``hanging_destinations`` makes theirs hang in any mode. Whatever the mode, a body over ``max_body``
     bytes is a 413, a batch holding a poison event (``"poison": true``) is a 400/3004, and one
     holding an event whose ``event_id`` is in ``failing_ids`` is a 500/1003 (a backend failing
     on that batch while the endpoint works for the others).
@@ -309,9 +311,13 @@ class FakeEndpoint:
     retry_after_s: float = 1.0  # of ``throttled``
     failing_ids: set[str] = field(default_factory=set)
     answer: SendResult | None = None  # when set, the answer to every request, whatever the mode
+    destination_answers: dict[str, SendResult] = field(default_factory=dict)
+    hang_s: float = 10.0
+    hanging_destinations: set[str] = field(default_factory=set)
     requests: list[tuple[float, str, int]] = field(default_factory=list)  # time, status, events
     sent: list[tuple[float, list[str]]] = field(default_factory=list)  # time, event ids
     accepted: Counter[str] = field(default_factory=Counter)  # event_id -> times accepted
+    accepted_time: dict[str, float] = field(default_factory=dict)  # event_id -> first 204
     _count: int = 0
 
     async def send(self, destination: str, body: bytes) -> SendResult:
@@ -320,9 +326,19 @@ class FakeEndpoint:
         self._count += 1
         events: list[dict[str, Any]] = orjson.loads(body)["events"]
         self.sent.append((sent_at, [e.get("event_id", "") for e in events]))
-        result = self._answer(body, events)
+        if self.mode == "hanging" or destination in self.hanging_destinations:
+            await asyncio.sleep(self.hang_s)
+            self.requests.append((sent_at, "transport", len(events)))
+            return SendResult(transport_error="ReadTimeout posting to /db/table")
+        if destination in self.destination_answers:
+            result = self.destination_answers[destination]
+        else:
+            result = self._answer(body, events)
         self.requests.append((sent_at, str(result.status or "transport"), len(events)))
         await asyncio.sleep(self.latency_s)
+        if result.status == 204:
+            for event in events:
+                self.accepted_time.setdefault(event.get("event_id", ""), loop.time())
         return result
 
     def _answer(self, body: bytes, events: list[dict[str, Any]]) -> SendResult:

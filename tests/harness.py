@@ -88,6 +88,8 @@ class Harness:
         self._traffic = TrafficGenerator(seed=seed, run_id=f"r{seed}")
         self.produced: dict[Identity, str | None] = {}  # identity -> event_id (None: malformed)
         self.poison: set[str] = set()
+        self.produced_at: dict[str, float] = {}  # event_id -> loop time it was produced
+        self.event_types: dict[str, str] = {}  # event_id -> event_type
         self._next_partition = 0
         self.task: asyncio.Task[None] | None = None
 
@@ -140,6 +142,8 @@ class Harness:
                     event["poison"] = True
                     self.poison.add(event["event_id"])
                 value, event_id = orjson.dumps(event), event["event_id"]
+                self.produced_at[event_id] = self.loop.time()
+                self.event_types[event_id] = event["event_type"]
             partition = self._next_partition
             self._next_partition = (partition + 1) % self.broker.partitions
             stamp = int((EPOCH + self.loop.time()) * 1000)

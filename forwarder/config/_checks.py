@@ -209,6 +209,12 @@ def check(config: Config, need_secrets: bool = True) -> None:
             "limits.requests_per_second", "must not be negative", "use 0 for no limit"
         )
     _positive("limits.burst", lim.burst, "use 1 or more")
+    if not 0 < lim.destination_share <= 1:
+        raise ConfigError(
+            "limits.destination_share",
+            f"{lim.destination_share:g} is out of range",
+            "use a share above 0 and at most 1 (0.5: half of max_in_flight)",
+        )
     _positive("retry.attempts", r.attempts, "use 1 or more (1 means no in-process retry)")
     _positive("retry.backoff_initial_ms", r.backoff_initial_ms)
     if r.backoff_max_ms < r.backoff_initial_ms:

@@ -131,6 +131,8 @@ class LimitsConfig:
     max_in_flight: int = 8
     requests_per_second: float = 100.0
     burst: int = 200
+    # The share of max_in_flight a degraded destination (failing while others work) may hold.
+    destination_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ class HealthConfig:
     down_after_failures: int = 10
     down_after_s: float = 5.0
     probe_interval_s: float = 1.0
-    probe_interval_max_s: float = 30.0
+    probe_interval_max_s: float = 3.0
     probe_events: int = 10
     ramp_s: float = 10.0
     # A retry or dead-letter topic failing writes this long turns /readyz not ready.

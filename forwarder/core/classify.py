@@ -113,8 +113,10 @@ _DEFAULTS: dict[str, Action] = {
     "404": Action.DEAD_LETTER,
     "413": Action.SPLIT,
     "429": Action.RETRY,
-    "500:2001": Action.PAUSE,
-    "500:2011": Action.PAUSE,
+    # Stream or function not found: one destination's configuration, not every event's. Its
+    # events are dead-lettered for a `dlq replay` once it is fixed, as after a 404.
+    "500:2001": Action.DEAD_LETTER,
+    "500:2011": Action.DEAD_LETTER,
     "500": Action.RETRY,
     "502": Action.RETRY,
     "503": Action.RETRY,

@@ -1,26 +1,32 @@
 """Endpoint health: is the endpoint failing as a whole, and may this request go now?
 
 A pure state machine (time passed in, monotonic seconds) fed with the outcome of every request
-to one endpoint. Retries are for faults of a batch; an outage is a fault of the endpoint, and
-spending each event's retry budget on it would turn a long outage into a flood of dead letters.
-So the machine tells the delivery three things:
+to one endpoint. A fault is charged to the smallest scope that explains it (event, batch,
+destination, endpoint), and only that scope slows down. This machine holds the two widest:
 
-- **State** (``healthy`` / ``degraded`` / ``down`` / ``paused``): ``degraded`` after one failed
-  request in a row, ``down`` after ``down_after_failures`` consecutive failures spanning at least
-  ``down_after_s`` (both, so neither a burst of concurrent failures nor a slow trickle alone
-  declares an outage); ``paused`` on a systemic answer (a bad token or key, design.md's *pause*
-  codes) at once. Any answer that shows the endpoint working (a success, or an answer about the
-  events themselves: 3004, 404, 413) resets the count.
-- **Whether a failure counts** against the events' retry budget: only when the endpoint is not
-  down or paused after it. Attempts and tier moves thus count only failures of a working endpoint.
-  The start of an outage looks like a working endpoint's failures until it is declared (up to
-  ``down_after_s``), so :meth:`EndpointHealth.failing_since` tells a batch whether anything has
-  worked since its own first failure: if nothing has, it waits instead of taking a retry tier,
-  for at most twice ``down_after_s`` from the first failure of the run.
+- **Destinations** (``forwarder.core.destinations``): a ``database.table`` whose requests have
+  failed for ``down_after_s`` while another's succeed is *degraded*; its failures are its own
+  and never count towards an outage of the endpoint. A failure sent before something worked
+  is no sign of an outage either.
+- **The endpoint** (``healthy`` / ``degraded`` / ``down`` / ``paused``): ``degraded`` after one
+  failed request in a row, ``down`` when a run of failures (nothing working anywhere since the
+  first of them was *sent*, so requests that hang to their timeout count from when they went
+  out) spans more than one batch, at least ``down_after_s``, and either ``down_after_failures``
+  failures or twice ``down_after_s``; a connection the host refuses declares it from one batch.
+  ``paused`` on a systemic answer (a bad token or key, design.md's *pause* codes) at once. Any
+  answer that shows the endpoint working (a success, or an answer about the events themselves:
+  3004, 404, 413) ends the run.
+- **Whether a failure is resolved**: a failure is the batch's own (charged against its retry
+  budget) once anything has worked since it was sent, at once when its destination is
+  degraded, and after twice ``down_after_s`` when the batch failed alone (a quiet topic:
+  nothing else is tried, so no outage can be declared); until
+  then it may be the start of an outage (:meth:`EndpointHealth.unresolved`), and a batch whose
+  budget only such failures would spend holds at its last try instead of taking a retry tier.
 - **Admission**: while down or paused nothing is sent but one probe at a time, at an interval
-  that doubles from ``probe_interval_s`` up to ``probe_interval_max_s``. A probe that gets any
-  answer other than a failure ends the outage; the concurrency then ramps from one request to
-  the full ``max_in_flight`` over ``ramp_s`` so the catch-up does not trip the endpoint's limits.
+  that doubles from ``probe_interval_s`` up to ``probe_interval_max_s`` (a few seconds, so
+  recovery is noticed soon). A probe that gets any answer other than a failure ends the outage;
+  the concurrency then ramps from one request to the full ``max_in_flight`` over ``ramp_s`` so
+  the catch-up does not trip the endpoint's limits.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+
+from forwarder.core.destinations import Destinations
 
 
 class State(enum.Enum):
@@ -56,7 +64,7 @@ class HealthSettings:
     down_after_failures: int = 10
     down_after_s: float = 5.0
     probe_interval_s: float = 1.0
-    probe_interval_max_s: float = 30.0
+    probe_interval_max_s: float = 3.0
     ramp_s: float = 10.0
 
 
@@ -69,7 +77,9 @@ class EndpointHealth:
         self.cause_code: int | None = None
         self.since: float | None = None  # when the current down/paused spell began
         self._failures = 0
-        self._first_failure_at = 0.0
+        self._run_from = 0.0  # send time of the run's first failed request
+        self._run_batches: set[str] = set()  # batches failed in the run (two are enough)
+        self.destinations = Destinations(settings.down_after_s)
         self._probe_in_flight = False
         self._probes = 0  # failed probes in this spell: the interval doubles with each
         self._next_probe_at = 0.0
@@ -90,59 +100,87 @@ class EndpointHealth:
         probe: bool = False,
         cause: str = "",
         code: int | None = None,
-    ) -> bool:
-        """Record a request's outcome; True when a failure counts against the events' budget."""
+        destination: str = "",
+        batch: str = "",
+        sent_at: float | None = None,
+        unreachable: bool = False,
+    ) -> None:
+        """Record a request's outcome: ``sent_at`` when it went out (``now`` if not given),
+        ``batch`` which batch it carried (the ``uuid`` of its first event, the same when it
+        comes back from a retry tier), ``unreachable`` a refused connection."""
+        sent = now if sent_at is None else sent_at
         if probe:
             self._probe_in_flight = False
         if outcome is Outcome.WORKING:
+            self.destinations.working(destination, now)
             self._failures = 0
+            self._run_batches.clear()
             if self.blocked:
                 self._recovered_at = now
                 self._set(State.HEALTHY, "", None, None)
             elif self.state is State.DEGRADED:
                 self._set(State.HEALTHY, "", None, None)
-            return False
+            return
         if outcome is Outcome.SYSTEMIC:
             if self.state is not State.PAUSED:
                 self._enter_blocked(State.PAUSED, now, cause, code)
             elif probe:
                 self._schedule_probe(now)
             self.cause, self.cause_code = cause, code
-            return False
+            return
         # FAILED
+        self.destinations.failed(destination, sent)
+        if sent < self.destinations.worked_at and not self.blocked:
+            return  # something worked after it was sent: no sign of an outage
         if self.blocked:
             if probe:
                 if self.state is State.PAUSED:  # the systemic fault is gone; another took its place
                     self._set(State.DOWN, cause, code, self.since)
                 self._schedule_probe(now)
-            return False
+            return
+        if self.destinations.degraded(destination):
+            return  # its own fault: other destinations work
         if self._failures == 0:
-            self._first_failure_at = now
+            self._run_from = sent
         self._failures += 1
-        if (
-            self._failures >= self.settings.down_after_failures
-            and now - self._first_failure_at >= self.settings.down_after_s
-        ):
+        if len(self._run_batches) < 2:
+            self._run_batches.add(batch)
+        if self._outage(now, unreachable):
             self._enter_blocked(State.DOWN, now, cause, code)
-            return False
+            return
         if self.state is State.HEALTHY:
             self._set(State.DEGRADED, cause, code, None)
-        return True
 
-    def failing_since(self, moment: float, now: float) -> bool:
-        """Whether every request since ``moment`` failed, in a run of failures (not yet an
-        outage) that began at or before it and may still be declared one.
-
-        False while down or paused, once any request shows the endpoint working, and once the
-        run is twice ``down_after_s`` old: an outage not declared by then is not coming (the
-        failures are too few, e.g. ``down_after_failures`` set out of reach), so they count.
-        """
+    def _outage(self, now: float, unreachable: bool) -> bool:
+        s = self.settings
+        age = now - self._run_from
         return (
-            not self.blocked
-            and self._failures > 0
-            and self._first_failure_at <= moment
-            and now - self._first_failure_at < 2 * self.settings.down_after_s
+            (len(self._run_batches) >= 2 or unreachable)
+            and age >= s.down_after_s
+            and (self._failures >= s.down_after_failures or age >= 2 * s.down_after_s)
         )
+
+    def unresolved(self, destination: str, since: float, batch: str, now: float) -> bool:
+        """Whether failures of ``batch`` to ``destination`` sent at or after ``since`` may
+        still be the start of an outage: nothing has worked anywhere since, the destination is
+        not degraded (failing alone), no outage is declared (while one is, the delivery waits,
+        it holds no try), and the batch has not failed alone for twice ``down_after_s``.
+        Otherwise they were the batch's own, its events' or its destination's.
+
+        The last bound is for a batch failing on a quiet topic: no other batch being tried, an
+        outage can never be declared from its failures, and holding it for good would wedge
+        it; so after that long it walks its schedule, and the tiers bring it back later.
+        """
+        if self.blocked or self.destinations.worked_at >= since:
+            return False
+        if self.destinations.degraded(destination):
+            return False
+        lone = self._run_batches == {batch}
+        return not (lone and now - since >= 2 * self.settings.down_after_s)
+
+    def failing_for(self, now: float) -> float:
+        """Seconds since the current run of failures began (0 when none)."""
+        return now - self._run_from if self._failures else 0.0
 
     def admit(self, now: float) -> Admission:
         """May a request go now? While blocked, one probe at a time once it is due."""
@@ -158,8 +196,9 @@ class EndpointHealth:
         self._probe_in_flight = False
 
     def next_probe_in(self, now: float) -> float:
-        """Seconds until a probe may go (0 when one may go now); inf when not blocked."""
-        if not self.blocked:
+        """Seconds until a probe may go (0 when one may go now); inf when not blocked or while
+        a probe is in flight: its answer, not the clock, decides what comes next."""
+        if not self.blocked or self._probe_in_flight:
             return math.inf
         return max(0.0, self._next_probe_at - now)
 

@@ -39,6 +39,12 @@ class Faults:
     reject_match: dict[str, Any] | None = None
     reject_destinations: list[str] = field(default_factory=list)
     error_shape: str = "error.code"
+    # When not empty, errors, hangs and resets hit only requests to these "database.table"s.
+    fault_destinations: list[str] = field(default_factory=list)
+    # Answer 500 with ``fail_match_code`` to every batch holding an event whose ``field``
+    # equals ``value``: a backend failing on one event, whatever the rest of the batch.
+    fail_match: dict[str, Any] | None = None
+    fail_match_code: int = 2012
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -119,7 +119,10 @@ class Sandbox:
             )
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
-        fault = decide(faults, self.rng)
+        scoped = not faults.fault_destinations or (
+            f"{database}.{table}" in faults.fault_destinations
+        )
+        fault = decide(faults, self.rng) if scoped else None
         if fault is not None:
             if fault.kind == "hang":
                 with contextlib.suppress(TimeoutError):
@@ -142,6 +145,8 @@ class Sandbox:
             return self._error(events)
         if contract.matches(events, faults.reject_match):
             return self._error(contract.Error(400, 3004, "invalid event object"))
+        if contract.matches(events, faults.fail_match):
+            return self._error(contract.Error(500, faults.fail_match_code, "backend failed"))
         destination = f"{database}.{table}"
         if faults.receipts_fail_rate:
             failed = receipt_failures(len(events), faults.receipts_fail_rate, self.rng)

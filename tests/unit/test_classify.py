@@ -37,8 +37,8 @@ TABLE = [
         (500, c, Action.RETRY)
         for c in (1001, 1002, 1003, 1004, 1005, 2002, 2012, 2014, 2015, 2021, 9999)
     ],
-    (500, 2001, Action.PAUSE),
-    (500, 2011, Action.PAUSE),
+    (500, 2001, Action.DEAD_LETTER),
+    (500, 2011, Action.DEAD_LETTER),
     (500, None, Action.RETRY),
     (502, None, Action.RETRY),
     (503, None, Action.RETRY),
