@@ -40,16 +40,26 @@ from forwarder.config import RetryConfig
 from forwarder.core.backoff import retry_delay_s
 from forwarder.core.batcher import body_of
 from forwarder.core.budget import RetryBudget, Step
-from forwarder.core.classify import Action, Decision, Policy, SendResult, classify, describe
+from forwarder.core.classify import (
+    Action,
+    Decision,
+    Policy,
+    about_endpoint,
+    classify,
+    describe,
+    status_label,
+    unreachable,
+)
 from forwarder.core.decode import Event
 from forwarder.core.dispatch import Dispatcher, Job
-from forwarder.core.headers import Failure, attempts_of, dead_letter_headers, retry_headers
+from forwarder.core.headers import Failure
 from forwarder.core.health import Admission, EndpointHealth, Outcome
 from forwarder.core.records import RecordLike
 from forwarder.core.topics import TopicMap
 from forwarder.health_report import HealthReport
 from forwarder.limiter import Limiter
 from forwarder.metrics import Metrics
+from forwarder.parking import Parking
 from forwarder.ports import Publisher, Sink
 from forwarder.topic_writer import TopicWriter
 
@@ -100,8 +110,10 @@ class Delivery:
         self._report = HealthReport(metrics, policy, self._log, LOG_INTERVAL_S)
         self._capped_logged_at = float("-inf")
         self._capped_since_log = 0  # Retry-After answers capped since the last log line
-        self._writer = TopicWriter(publisher, metrics, on_done, self._rng)
-        self.publish_trouble = self._writer.trouble
+        self._parking = Parking(
+            TopicWriter(publisher, metrics, on_done, self._rng), topics, policy, metrics, wall_clock
+        )
+        self.publish_trouble = self._parking.writer.trouble
         self.dispatch = Dispatcher(int(health.max_in_flight * destination_share))
 
     # ----------------------------------------------------------------- sending
@@ -171,7 +183,7 @@ class Delivery:
         chunk, rest = (
             (events[: self._probe_events], events[self._probe_events :]) if probe else (events, [])
         )
-        decision, sent_at = await self._request(destination, chunk, probe)
+        decision, sent_at = await self._request(destination, chunk, probe, job.suspect)
         action = decision.action
         if action is Action.ACK:
             self._ack(destination, chunk)
@@ -208,6 +220,10 @@ class Delivery:
         destination = job.destination
         if job.first_failed is None:
             job.first_failed = sent_at
+            # Records back from a retry tier were parked because their failures were their
+            # own: what they fail now is no sign of an outage either.
+            role = self._topics.role
+            job.suspect = job.suspect or any(role(e.record.topic).tier for e in job.events)
         now = loop.time()
         step = job.budget.failed(
             sent_at, lambda since: health.unresolved(destination, since, job.events[0].uuid, now)
@@ -216,16 +232,18 @@ class Delivery:
             self._limiter.slow_down(decision.retry_after_s)
         if step is not Step.PARK:
             self._metrics.retried.labels(
-                "0", _label(decision.status), self._policy.code_label(decision.code)
+                "0", status_label(decision.status), self._policy.code_label(decision.code)
             ).inc(len(job.events))
             delay = self._delay(job.budget.failures - 1, decision)
             self.dispatch.later(job, loop.time() + delay)
             self._wake()
             return
-        if len(job.events) > 1 and health.destinations.worked_since(destination, job.first_failed):
-            # Other batches to this destination are accepted: the fault is in some of these
-            # events. Halve until the ones that fail alone are alone; each half a fresh budget.
-            await self._split(job, job.events, decision, 0)
+        alone = job.suspect or health.destinations.worked_since(destination, job.first_failed)
+        if len(job.events) > 1 and not health.destinations.degraded(destination):
+            # Not its table's fault: some of these events may fail alone (other batches to
+            # the table are accepted, or nothing else was tried). Halve until the ones that
+            # fail alone are alone, each half with a fresh budget: the others are delivered.
+            await self._split(job, job.events, decision, 0, suspect=alone)
             return
         await self._park(destination, job.events, decision, job.budget.tries)
 
@@ -234,7 +252,9 @@ class Delivery:
             job.events = events
             self.dispatch.later(job, now)
 
-    async def _split(self, job: Job, events: list[Event], decision: Decision, tries: int) -> None:
+    async def _split(
+        self, job: Job, events: list[Event], decision: Decision, tries: int, suspect: bool = False
+    ) -> None:
         if len(events) == 1:
             reason = "rejected" if decision.action is Action.ISOLATE else "too_large"
             self._metrics.isolated.inc()
@@ -244,7 +264,9 @@ class Delivery:
         self._metrics.isolation_requests.inc(2)
         now = asyncio.get_running_loop().time()
         for half in (events[:middle], events[middle:]):
-            self.dispatch.later(self._job(job.destination, half, job.created, tries), now)
+            piece = self._job(job.destination, half, job.created, tries)
+            piece.suspect = suspect
+            self.dispatch.later(piece, now)
         self._wake()
 
     def _wake(self) -> None:
@@ -253,7 +275,7 @@ class Delivery:
         changed.set()
 
     async def _request(
-        self, destination: str, events: list[Event], probe: bool
+        self, destination: str, events: list[Event], probe: bool, suspect: bool = False
     ) -> tuple[Decision, float]:
         """One request; its decision and when it went out (after the limiter let it)."""
         loop = asyncio.get_running_loop()
@@ -278,7 +300,7 @@ class Delivery:
             and decision.retry_after_s > self._retry.max_retry_after_s
         ):
             decision = self._cap_retry_after(destination, decision, loop.time())
-        about = _about_endpoint(decision)
+        about = about_endpoint(decision)
         outcome = _OUTCOMES.get(about.action, Outcome.WORKING)
         cause = describe(about.status, about.code)
         if about.status is None:
@@ -292,7 +314,8 @@ class Delivery:
             destination=destination,
             batch=events[0].uuid,
             sent_at=sent_at,
-            unreachable=_unreachable(result),
+            unreachable=unreachable(result),
+            suspect=suspect,
         )
         status = "transport" if decision.status is None else str(decision.status)
         self._metrics.requests.labels(status, self._policy.code_label(decision.code)).inc()
@@ -379,87 +402,22 @@ class Delivery:
         if self._on_accepted is not None:  # personalization: after the endpoint accepted them
             self._on_accepted(destination, events)
 
-    # ----------------------------------------------------------------- parking and dead letters
-
     async def _park(
         self, destination: str, events: list[Event], decision: Decision, tries: int
     ) -> None:
-        """In-process tries are spent: the next retry tier, or the dead-letter topic after the last."""
-        now = self._wall()
-        to_dead_letter: list[Event] = []
-        parked = []
-        for event in events:
-            record = event.record
-            nxt = self._topics.next_tier(record.topic)
-            if nxt is None:
-                to_dead_letter.append(event)
-                continue
-            topic, delay = nxt
-            headers = retry_headers(
-                record,
-                attempts=attempts_of(record) + tries,
-                not_before_ms=int((now + delay) * 1000),
-            )
-            tier = topic.rsplit(".", 1)[1]
-            self._metrics.retried.labels(
-                tier, _label(decision.status), self._policy.code_label(decision.code)
-            ).inc()
-            parked.append(self._writer.write(topic, record, headers))
-        if parked:
-            await asyncio.gather(*parked)
-        if to_dead_letter:
-            await self._dead_letter_all(
-                destination, to_dead_letter, decision, tries, "retries_exhausted"
-            )
+        await self._parking.park(destination, events, decision, tries)
 
     async def _dead_letter_all(
         self, destination: str, events: list[Event], decision: Decision, tries: int, reason: str
     ) -> None:
-        detail = decision.detail or describe(decision.status, decision.code)
-        failure = Failure(reason, detail, decision.status, decision.code)
-        await asyncio.gather(
-            *(
-                self.dead_letter(e.record, failure, attempts_of(e.record) + tries, destination)
-                for e in events
-            )
-        )
+        await self._parking.dead_letter_all(destination, events, decision, tries, reason)
 
     async def dead_letter(
         self, record: RecordLike, failure: Failure, attempts: int, destination: str | None
     ) -> None:
-        headers = dead_letter_headers(
-            record, failure, attempts=attempts, destination=destination, now=self._wall()
-        )
-        self._metrics.dead_lettered.labels(
-            failure.reason, _label(failure.status), self._policy.code_label(failure.code)
-        ).inc()
-        await self._writer.write(self._topics.dlq_for(record.topic), record, headers)
+        await self._parking.dead_letter(record, failure, attempts, destination)
 
     def _health_changed(self, now: float) -> None:
         """Wake the senders waiting for a change; report the endpoint's state."""
         self._wake()
         self._report.update(self.health, now)
-
-
-def _about_endpoint(decision: Decision) -> Decision:
-    """The decision that says how the endpoint is.
-
-    Per-event receipts are answers about events, so the endpoint works, unless a receipt
-    carries a pause code (a bad token), which every event would get.
-    """
-    if decision.action is Action.PARTIAL:
-        return next((r for r in decision.receipts if r.action is Action.PAUSE), decision)
-    return decision
-
-
-def _unreachable(result: SendResult) -> bool:
-    """A connection the host refused or could not be opened (not a timeout): the host itself
-    is unreachable, whichever batch asked."""
-    error = result.transport_error or ""
-    return error.startswith(("ConnectError", "ClientConnectorError", "ConnectionRefused")) and (
-        "Timeout" not in error
-    )
-
-
-def _label(value: int | None) -> str:
-    return "" if value is None else str(value)

@@ -1,6 +1,7 @@
 """Flow control: which assigned partitions are fetched from, and which are paused, and why.
 
-- *everything* is paused while the endpoint is down or paused, while a retry or dead-letter
+- *everything* is paused while the endpoint is paused (not while it is down: probes rotate
+  through the batches read meanwhile), while a retry or dead-letter
   topic refuses writes for good, and while the records not yet done hold
   ``kafka.max_pending_bytes`` (until half of it is freed): memory bounded in bytes;
 - a partition with ``kafka.max_pending_per_partition`` records pending is paused until half of

@@ -13,9 +13,10 @@ loop waits on for at most ``TICK_S`` (aiokafka's ``getmany`` can outlast its tim
 rebalance), and commits run in a task of their own (``forwarder.committer``), so linger
 deadlines and a stop are handled on time whatever the brokers do.
 ``max_in_flight`` sender tasks take closed batches from a queue. Offsets are committed only up
-to the first record not yet done. While the endpoint is down or paused, or a retry or
-dead-letter topic cannot be written at all, every partition is paused: batches already read
-wait in memory, nothing new is read.
+to the first record not yet done. While the endpoint is paused, or a retry or dead-letter topic
+cannot be written at all, every partition is paused: batches already read wait in memory,
+nothing new is read. While it is down, reading goes on up to the pending bounds, so that the
+probes can rotate through what arrives.
 
 The adapters (``Source``, ``Sink``, ``Publisher`` of ``forwarder.ports``) are the real Kafka
 and HTTP ones unless given: the tests pass in-memory fakes. Time is the event loop's.

@@ -126,10 +126,16 @@ class Harness:
     # -- traffic
 
     def produce(
-        self, count: int, *, poison_every: int = 0, malformed_every: int = 0, size: int = 0
+        self,
+        count: int,
+        *,
+        poison_every: int = 0,
+        malformed_every: int = 0,
+        size: int = 0,
+        failing_every: int = 0,
     ) -> None:
         """``count`` events, round robin over the partitions; ``size``: padded to that many
-        bytes."""
+        bytes; every ``failing_every``-th answered 500 by the endpoint, whatever the batch."""
         for _ in range(count):
             index = len(self.produced)
             event: dict[str, Any] = self._traffic.valid(now=EPOCH + self.loop.time())
@@ -141,6 +147,8 @@ class Harness:
                 if poison_every and index % poison_every == poison_every - 1:
                     event["poison"] = True
                     self.poison.add(event["event_id"])
+                elif failing_every and index % failing_every == failing_every - 1:
+                    self.endpoint.failing_ids.add(event["event_id"])
                 value, event_id = orjson.dumps(event), event["event_id"]
                 self.produced_at[event_id] = self.loop.time()
                 self.event_types[event_id] = event["event_type"]

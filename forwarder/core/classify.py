@@ -298,3 +298,28 @@ def classify(result: SendResult, policy: Policy, event_count: int) -> Decision:
         detail=describe(status, code),
         retry_after_s=result.retry_after_s,
     )
+
+
+def about_endpoint(decision: Decision) -> Decision:
+    """The decision that says how the endpoint is.
+
+    Per-event receipts are answers about events, so the endpoint works, unless a receipt
+    carries a pause code (a bad token), which every event would get.
+    """
+    if decision.action is Action.PARTIAL:
+        return next((r for r in decision.receipts if r.action is Action.PAUSE), decision)
+    return decision
+
+
+def unreachable(result: SendResult) -> bool:
+    """A connection the host refused or could not be opened (not a timeout): the host itself
+    is unreachable, whichever batch asked."""
+    error = result.transport_error or ""
+    return error.startswith(("ConnectError", "ClientConnectorError", "ConnectionRefused")) and (
+        "Timeout" not in error
+    )
+
+
+def status_label(value: int | None) -> str:
+    """A status (or none, for a transport error) as a metric label."""
+    return "" if value is None else str(value)

@@ -11,8 +11,8 @@ which is what tells an outage from one bad batch).
   while a batch for another destination waits: a table whose requests fail or hang never takes
   every sender, and the healthy tables keep their throughput.
 - **Down or paused endpoint**: one probe at a time (the endpoint's health says when); probes
-  rotate through every waiting batch, due or still in its backoff, oldest first, never the same
-  batch twice in a row while another waits. A batch that fails every probe therefore cannot
+  cycle through every waiting batch, due or still in its backoff: never probed first, oldest
+  first, so never the same batch twice in a row while another waits. A batch that fails every probe therefore cannot
   keep the endpoint down once other traffic exists.
 """
 
@@ -41,6 +41,10 @@ class Job:
     ready_at: float = 0.0  # the end of its backoff
     outages: int = 0  # the endpoint's outage count when it was last tried
     first_failed: float | None = None  # send time of its first failed try
+    # Its events were shown to fail on their own (split off while other batches to the table
+    # were accepted, or back from a retry tier): its failures are no sign of an outage.
+    suspect: bool = False
+    probed: int = 0  # when it was last a probe (the dispatcher's probe count then; 0: never)
     id: int = field(default_factory=lambda: next(_ids))
 
 
@@ -50,7 +54,7 @@ class Dispatcher:
         self._fresh: deque[Job] = deque()  # never tried, in arrival order
         self._later: list[Job] = []  # tried, waiting for their backoff to end
         self.in_flight: Counter[str] = Counter()
-        self._last_probe = 0
+        self._probes = 0
 
     def __len__(self) -> int:
         return len(self._fresh) + len(self._later)
@@ -84,14 +88,14 @@ class Dispatcher:
         return job
 
     def take_probe(self) -> Job | None:
-        """The oldest waiting batch, due or not, unless it was the last probe and another waits."""
-        candidates = sorted([*self._later, *list(self._fresh)[:2]], key=_created)
+        """The waiting batch, due or not, probed least recently (never probed first), the
+        oldest of those: probes cycle through every waiting batch."""
+        candidates = [*self._later, *list(self._fresh)[:1]]
         if not candidates:
             return None
-        job = candidates[0]
-        if job.id == self._last_probe and len(candidates) > 1:
-            job = candidates[1]
-        self._last_probe = job.id
+        job = min(candidates, key=_probe_order)
+        self._probes += 1
+        job.probed = self._probes
         return self._taken(job)
 
     def done(self, job: Job) -> None:
@@ -135,3 +139,7 @@ class Dispatcher:
 
 def _created(job: Job) -> float:
     return job.created
+
+
+def _probe_order(job: Job) -> tuple[int, float]:
+    return job.probed, job.created

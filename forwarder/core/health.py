@@ -79,6 +79,7 @@ class EndpointHealth:
         self._failures = 0
         self._run_from = 0.0  # send time of the run's first failed request
         self._run_batches: set[str] = set()  # batches failed in the run (two are enough)
+        self._run_failed_at = -math.inf  # the last failure that counted towards the run
         self.destinations = Destinations(settings.down_after_s)
         self._probe_in_flight = False
         self._probes = 0  # failed probes in this spell: the interval doubles with each
@@ -104,10 +105,12 @@ class EndpointHealth:
         batch: str = "",
         sent_at: float | None = None,
         unreachable: bool = False,
+        suspect: bool = False,
     ) -> None:
         """Record a request's outcome: ``sent_at`` when it went out (``now`` if not given),
         ``batch`` which batch it carried (the ``uuid`` of its first event, the same when it
-        comes back from a retry tier), ``unreachable`` a refused connection."""
+        comes back from a retry tier), ``unreachable`` a refused connection, ``suspect`` a
+        batch whose events were already shown to fail on their own."""
         sent = now if sent_at is None else sent_at
         if probe:
             self._probe_in_flight = False
@@ -138,11 +141,12 @@ class EndpointHealth:
                     self._set(State.DOWN, cause, code, self.since)
                 self._schedule_probe(now)
             return
-        if self.destinations.degraded(destination):
-            return  # its own fault: other destinations work
+        if suspect or self.destinations.degraded(destination):
+            return  # its own fault, or its table's: other requests worked
         if self._failures == 0:
             self._run_from = sent
         self._failures += 1
+        self._run_failed_at = now
         if len(self._run_batches) < 2:
             self._run_batches.add(batch)
         if self._outage(now, unreachable):
@@ -167,16 +171,23 @@ class EndpointHealth:
         it holds no try), and the batch has not failed alone for twice ``down_after_s``.
         Otherwise they were the batch's own, its events' or its destination's.
 
-        The last bound is for a batch failing on a quiet topic: no other batch being tried, an
-        outage can never be declared from its failures, and holding it for good would wedge
-        it; so after that long it walks its schedule, and the tiers bring it back later.
+        The last bound is for a batch failing on a quiet topic (no other batch being tried, or
+        the others' failures stopped): an outage can never be declared from its failures, and
+        holding it for good would wedge it; so after that long it walks its schedule.
         """
         if self.blocked or self.destinations.worked_at >= since:
             return False
         if self.destinations.degraded(destination):
             return False
-        lone = self._run_batches == {batch}
-        return not (lone and now - since >= 2 * self.settings.down_after_s)
+        # No other batch is failing (none in the run, or none since these failures began), or
+        # the run has gone quiet: no outage can be declared from what fails now.
+        bound = 2 * self.settings.down_after_s
+        alone = (
+            self._run_batches <= {batch}
+            or self._run_failed_at < since
+            or now - self._run_failed_at >= bound
+        )
+        return not (alone and now - since >= bound)
 
     def failing_for(self, now: float) -> float:
         """Seconds since the current run of failures began (0 when none)."""

@@ -1,16 +1,21 @@
 """A model-based test of the whole delivery and offset path (hypothesis stateful testing).
 
 The real pipeline runs on the in-memory fakes in virtual time while hypothesis produces
-records, changes what the endpoint answers (outages, refused connections, 429 storms, pause
-codes, flaky 500s, per-event receipts), makes the retry and dead-letter topics fail, rebalances
-and lets time pass, in any order. After every step:
+records, changes what the endpoint answers (outages of fast 503s, of refused connections and of
+requests hanging to their timeout, 429 storms, pause codes, flaky 500s, per-event receipts),
+makes one table fail for good, makes single events fail with a 500 in any batch, makes the
+retry and dead-letter topics fail, rebalances and lets time pass, in any order. After every
+step:
 
 - a committed offset never passes a record that is not yet safe (its event accepted by the
   endpoint, or a copy on a later retry tier or the dead-letter topic);
-- nothing is dead-lettered as ``retries_exhausted``: every failure mode here is the endpoint's,
-  and an outage must end in a catch-up (poison events are ``rejected``, malformed ones keep
-  their decode reason);
-- in every window of time, the requests never exceed the rate limit plus its burst.
+- nothing is dead-lettered as ``retries_exhausted`` but the events that fail alone (a 500 for
+  that event whatever its batch, or every event of the table failing for good): an outage of
+  any length, fast or hanging, must end in a catch-up (poison events are ``rejected``,
+  malformed ones keep their decode reason);
+- in every window of time, the requests never exceed the rate limit plus its burst;
+- while the endpoint answers and one table fails for good, the endpoint is never declared
+  down, and the other tables' events are delivered within seconds.
 
 At the end the endpoint heals and time runs on: every record ends in exactly one of delivered
 or dead-lettered, and every offset is committed.
@@ -26,11 +31,25 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from forwarder.core.classify import SendResult
+from forwarder.core.health import State
 from forwarder.ports import PublishResult
 from tests.fakes import Identity, identity_of
 from tests.harness import TOPIC, Harness
 
-MODES = ["ok", "ok", "receipts", "flaky", "down", "refused", "throttled", "unauthorized"]
+MODES = [
+    "ok",
+    "ok",
+    "receipts",
+    "flaky",
+    "down",
+    "refused",
+    "throttled",
+    "unauthorized",
+    "hanging",
+]
+FAILING_TABLE = "clickstream.page_view"
+TABLE_DOWN = SendResult(500, b'{"code":1003}')
 LEVELS = {TOPIC: 0, f"{TOPIC}.retry.1": 1, f"{TOPIC}.retry.2": 2, f"{TOPIC}.retry.3": 3}
 DLQ_LEVEL = 4
 DECODE_REASONS = {"invalid_json", "not_an_object", "schema_violation", "unknown_event_type"}
@@ -42,14 +61,51 @@ class DeliveryModel(RuleBasedStateMachine):
         self.h = Harness(seed=0)
         self.h.start()
         self.checked_commits = 0
+        self.table_failed = False  # the failing table's events may end as retries_exhausted
 
     # ------------------------------------------------------------- rules
 
     @rule(
-        count=st.integers(1, 120), poison=st.sampled_from([0, 0, 17]), bad=st.sampled_from([0, 23])
+        count=st.integers(1, 120),
+        poison=st.sampled_from([0, 0, 17]),
+        bad=st.sampled_from([0, 23]),
+        failing=st.sampled_from([0, 0, 0, 29]),
     )
-    def produce(self, count: int, poison: int, bad: int) -> None:
-        self.h.produce(count, poison_every=poison, malformed_every=bad)
+    def produce(self, count: int, poison: int, bad: int, failing: int = 0) -> None:
+        self.h.produce(count, poison_every=poison, malformed_every=bad, failing_every=failing)
+
+    @rule(failing=st.booleans())
+    def one_table_fails_for_good(self, failing: bool) -> None:
+        if failing:
+            self.table_failed = True
+            self.h.endpoint.destination_answers[FAILING_TABLE] = TABLE_DOWN
+        else:
+            self.h.endpoint.destination_answers.pop(FAILING_TABLE, None)
+
+    @precondition(
+        lambda self: (
+            self.h.endpoint.mode == "ok"
+            and FAILING_TABLE in self.h.endpoint.destination_answers
+            and self.h.publisher.failure is None
+        )
+    )
+    @rule()
+    def the_other_tables_flow(self) -> None:
+        h = self.h
+        h.run_until(lambda: not h.pipeline.health.blocked, 30, "a probe finds the endpoint back")
+        before = set(h.produced_at)
+        h.produce(40)
+        fresh = {
+            e
+            for e in set(h.produced_at) - before
+            if h.event_types[e] != "page_view" and e not in h.endpoint.failing_ids
+        }
+        for _ in range(60):
+            h.run_for(1.0)
+            assert h.pipeline.health.state is not State.DOWN, "one table is no outage"
+            if fresh <= set(h.endpoint.accepted):
+                return
+        raise AssertionError(f"{len(fresh - set(h.endpoint.accepted))} healthy events waiting")
 
     @rule(mode=st.sampled_from(MODES))
     def endpoint_answers(self, mode: str) -> None:
@@ -78,7 +134,7 @@ class DeliveryModel(RuleBasedStateMachine):
     def time_passes(self, seconds: float) -> None:
         self.h.run_for(seconds)
 
-    @precondition(lambda self: self.h.endpoint.mode in ("down", "refused", "throttled"))
+    @precondition(lambda self: self.h.endpoint.mode in ("down", "refused", "throttled", "hanging"))
     @rule()
     def a_long_outage(self) -> None:
         self.h.run_for(1800.0)
@@ -122,6 +178,11 @@ class DeliveryModel(RuleBasedStateMachine):
             event_id = self.h.produced[identity]
             if event_id is None:
                 assert reason in DECODE_REASONS, reason
+            elif reason == "retries_exhausted":
+                own = event_id in self.h.endpoint.failing_ids or (
+                    self.table_failed and self.h.event_types[event_id] == "page_view"
+                )
+                assert own, (identity, reason, "an innocent event spent its retries")
             else:
                 assert reason == "rejected" and event_id in self.h.poison, (identity, reason)
 
@@ -142,8 +203,16 @@ class DeliveryModel(RuleBasedStateMachine):
         try:
             h = self.h
             h.endpoint.mode = "ok"
+            h.endpoint.destination_answers.clear()
             h.publisher.failure = None
-            h.run_until(h.all_finished, 4000, "every record delivered or dead-lettered", step=5)
+            # A little traffic meanwhile: batches failing alone cannot keep the endpoint down
+            # once other traffic exists (it is what shows whose fault they are).
+            for _ in range(800):
+                if h.all_finished():
+                    break
+                h.produce(1)
+                h.run_for(5)
+            assert h.all_finished(), "every record delivered or dead-lettered"
             delivered = h.delivered()
             dead = set(h.dead_letter_reasons())
             assert not delivered & dead, "an event both delivered and dead-lettered"
@@ -157,6 +226,9 @@ TestDeliveryModel: Any = DeliveryModel.TestCase
 TestDeliveryModel.settings = settings(
     # More for a bug hunt: MODEL_EXAMPLES=300 pytest tests/unit/test_delivery_model.py
     max_examples=int(os.environ.get("MODEL_EXAMPLES", "12")),
+    # CI runs a fixed set of examples, so an unrelated commit never meets a new random one;
+    # MODEL_EXAMPLES=N is the random hunt, and what a hunt finds becomes a fixed test below.
+    derandomize="MODEL_EXAMPLES" not in os.environ,
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -615,6 +615,8 @@ def test_prometheus_rule_alerts_are_complete_and_well_formed() -> None:
     [
         ("ForwarderPaused", "forwarder_paused"),
         ("ForwarderEndpointDown", "forwarder_endpoint_state"),
+        ("ForwarderDestinationDegraded", "forwarder_destination_state"),
+        ("ForwarderDestinationNotFound", "forwarder_events_dead_lettered_total"),
         ("ForwarderPublishFailing", "forwarder_publish_failures_total"),
         ("ForwarderDeadLetterGrowth", "forwarder_events_dead_lettered_total"),
         ("ForwarderLagAgeHigh", "forwarder_oldest_uncommitted_record_age_seconds"),
