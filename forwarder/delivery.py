@@ -62,6 +62,7 @@ from forwarder.metrics import Metrics
 from forwarder.parking import Parking
 from forwarder.ports import Publisher, Sink
 from forwarder.topic_writer import TopicWriter
+from forwarder.waiters import Waiters
 
 LOG_INTERVAL_S = 30.0
 # The shortest wait for a backoff to end: below the clock's resolution a sender would spin.
@@ -106,7 +107,8 @@ class Delivery:
         self._rng = rng or random.Random()
         self._wall = wall_clock
         self._log = structlog.get_logger("forwarder.delivery")
-        self._changed = asyncio.Event()
+        self._waiters = Waiters()
+        self._changes_seen = 0
         self._report = HealthReport(metrics, policy, self._log, LOG_INTERVAL_S)
         self._capped_logged_at = float("-inf")
         self._capped_since_log = 0  # Retry-After answers capped since the last log line
@@ -154,13 +156,7 @@ class Delivery:
                 wake = math.inf
             else:
                 wake = health.next_probe_in(now) + now  # inf while a probe is in flight
-            changed = self._changed
-            timeout = None if math.isinf(wake) else max(wake - now, MIN_WAIT_S)
-            try:
-                async with asyncio.timeout(timeout):
-                    await changed.wait()
-            except TimeoutError:
-                pass
+            await self._waiters.wait(None if math.isinf(wake) else max(wake - now, MIN_WAIT_S))
 
     async def attempt(self, job: Job, probe: bool) -> None:
         """One request of ``job``; what is left of it goes back to the dispatcher."""
@@ -251,6 +247,7 @@ class Delivery:
         if events:
             job.events = events
             self.dispatch.later(job, now)
+            self._wake()
 
     async def _split(
         self, job: Job, events: list[Event], decision: Decision, tries: int, suspect: bool = False
@@ -267,12 +264,11 @@ class Delivery:
             piece = self._job(job.destination, half, job.created, tries)
             piece.suspect = suspect
             self.dispatch.later(piece, now)
-        self._wake()
+            self._wake()
 
     def _wake(self) -> None:
-        changed = self._changed
-        self._changed = asyncio.Event()
-        changed.set()
+        """A batch is ready (or will be sooner than the waiters thought): wake one sender."""
+        self._waiters.wake_one()
 
     async def _request(
         self, destination: str, events: list[Event], probe: bool, suspect: bool = False
@@ -418,6 +414,10 @@ class Delivery:
         await self._parking.dead_letter(record, failure, attempts, destination)
 
     def _health_changed(self, now: float) -> None:
-        """Wake the senders waiting for a change; report the endpoint's state."""
-        self._wake()
+        """On a change of the endpoint's state, or a probe's answer, wake every sender waiting:
+        what they may send changed. Report the endpoint's state."""
+        health = self.health
+        if health.changes != self._changes_seen or health.blocked:
+            self._changes_seen = health.changes
+            self._waiters.wake_all()
         self._report.update(self.health, now)
