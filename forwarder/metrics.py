@@ -126,6 +126,12 @@ class Metrics:
             ["task"],
             registry=r,
         )
+        self.retry_after_unreadable = Counter(
+            "forwarder_retry_after_unreadable",
+            "Retry-After headers that were neither delta seconds nor an HTTP date (ignored)",
+            ["source"],
+            registry=r,
+        )
         # Personalization activation (design.md section 7); ``service`` is a configured name.
         self.p13n_requests = Counter(
             "forwarder_personalization_requests",

@@ -58,6 +58,7 @@ from forwarder.lag import LagObserver
 from forwarder.limiter import Limiter
 from forwarder.metrics import Metrics
 from forwarder.personalization import Activation
+from forwarder.retry_after_report import RetryAfterReport
 from forwarder.workers import Workers
 
 __all__ = ["Adapters", "Pipeline"]
@@ -92,7 +93,13 @@ class Pipeline:
         self._wall = wall_clock
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self.kafka_errors = KafkaErrors(self.metrics, clock=self._now)
-        io = adapters or Adapters.real(config, self.topics, transport, self.kafka_errors.report)
+        io = adapters or Adapters.real(
+            config,
+            self.topics,
+            transport,
+            self.kafka_errors.report,
+            RetryAfterReport(self.metrics, self._now),
+        )
         self._prepare = io.prepare
         self._existing_topics = io.existing_topics
         self._decoder = Decoder(validator, config.destination_for)

@@ -13,6 +13,8 @@ from forwarder.adapters.kafka_source import KafkaSource, Report
 from forwarder.config import Config
 from forwarder.core.topics import TopicMap
 from forwarder.ports import Publisher, Sink, Source
+from forwarder.retry_after_report import Report as RetryAfterReport
+from forwarder.retry_after_report import ignore
 
 
 async def _no_topics() -> Sequence[str]:
@@ -37,10 +39,11 @@ class Adapters:
         topics: TopicMap,
         transport: Transport = "aiohttp",
         report: Report | None = None,
+        retry_after_report: RetryAfterReport = ignore,
     ) -> Adapters:
         return cls(
             KafkaSource(config.kafka, report=report) if report else KafkaSource(config.kafka),
-            HttpSink(config.endpoint, config.limits, transport),
+            HttpSink(config.endpoint, config.limits, transport, retry_after_report),
             KafkaPublisher(config.kafka),
             lambda: ensure_topics(config.kafka, topics.sources, topics.suffixes),
             lambda: list_topics(config.kafka),

@@ -42,6 +42,7 @@ from forwarder.core.service_health import Change, ServiceHealth
 from forwarder.core.ttl_cache import TtlLruCache
 from forwarder.metrics import Metrics
 from forwarder.ports import Publisher
+from forwarder.retry_after_report import RetryAfterReport
 
 ATTEMPTS = 3
 BACKOFF_INITIAL_S = 0.2
@@ -162,7 +163,9 @@ class ServiceRunner:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self._client = PersonalizationClient(self.service, self._api_key)
+        self._client = PersonalizationClient(
+            self.service, self._api_key, RetryAfterReport(self._metrics)
+        )
         for _ in range(self.service.max_in_flight):
             self._spawn(self._worker())
 
@@ -282,9 +285,13 @@ class ServiceRunner:
                     tries=tries,
                 )
                 return error, requested_at, latency_ms
+            # A 503's Retry-After is honoured as a 429's is: capped, a day must not stall a worker.
+            retry_after = result.retry_after_s
+            if retry_after is not None:
+                retry_after = min(retry_after, self._max_retry_after_s)
             await asyncio.sleep(
                 retry_delay_s(
-                    tries, BACKOFF_INITIAL_S, BACKOFF_MAX_S, self._rng.uniform, result.retry_after_s
+                    tries, BACKOFF_INITIAL_S, BACKOFF_MAX_S, self._rng.uniform, retry_after
                 )
             )
 
