@@ -120,6 +120,12 @@ class Metrics:
             "Events of revoked partitions dropped unsent once the revoke drain budget was spent",
             registry=r,
         )
+        self.dropped_unassigned = Counter(
+            "forwarder_records_dropped_unassigned",
+            "Records fetched for a partition revoked before they were taken (its new owner reads them)",
+            ["topic"],
+            registry=r,
+        )
         self.internal_errors = Counter(
             "forwarder_internal_errors",
             "Unexpected exceptions (bugs) caught in a task; each is logged with its traceback",

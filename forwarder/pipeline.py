@@ -318,6 +318,17 @@ class Pipeline:
         self._producer_problem = problem
 
     def _take(self, tp: TopicPartition, records: Sequence[RecordLike], now: float) -> None:
+        if tp not in self._source.assignment():
+            # Fetched just before a rebalance whose revoke ran before the loop got here: the
+            # partition is another member's now, and it reads them from the last commit.
+            # Tracked, they would make every later commit name a partition not ours.
+            self.metrics.dropped_unassigned.labels(tp.topic).inc(len(records))
+            self._log.info(
+                "unassigned_records_dropped",
+                partition=f"{tp.topic}-{tp.partition}",
+                records=len(records),
+            )
+            return
         role = self.topics.role(tp.topic)
         if role.tier:
             records = self._flow.due_records(tp, records, now, int(self._wall() * 1000))

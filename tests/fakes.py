@@ -135,6 +135,7 @@ class FakeSource:
         self._unstuck = asyncio.Event()
         self._given_away: set[TopicPartition] = set()  # now owned by another member
         self.revocations: list[tuple[float, float]] = []  # virtual start, end of each callback
+        self._late = False
 
     async def start(
         self, topics: Sequence[str], on_revoked: Callback, on_assigned: Callback
@@ -143,12 +144,23 @@ class FakeSource:
         self._on_revoked, self._on_assigned = on_revoked, on_assigned
         self._rebalance = set()
 
-    def rebalance(self, revoked: Iterable[TopicPartition] = (), give_away: bool = False) -> None:
+    def rebalance(
+        self, revoked: Iterable[TopicPartition] = (), give_away: bool = False, late: bool = False
+    ) -> None:
         """At the next fetch: revoke these partitions, then assign everything again (but the
-        revoked partitions when ``give_away``: another member took them)."""
+        revoked partitions when ``give_away``: another member took them). ``late``: that fetch
+        reads its records first and the rebalance runs before it returns them, as when
+        aiokafka's ``getmany`` returned records just before a rebalance whose callbacks ran
+        before the loop took them."""
         self._rebalance = set(revoked) | (self._rebalance or set())
+        self._late = self._late or late
         if give_away:
             self._given_away |= set(revoked)
+
+    def take_back(self) -> None:
+        """The partitions given away come back to this member at the next fetch."""
+        self._given_away.clear()
+        self._rebalance = self._rebalance or set()
 
     def _all_partitions(self) -> set[TopicPartition]:
         every = {TopicPartition(t, p) for t in self._topics for p in range(self.broker.partitions)}
@@ -166,19 +178,9 @@ class FakeSource:
     async def fetch(
         self, timeout_s: float, max_records: int
     ) -> Mapping[TopicPartition, Sequence[FakeRecord]]:
-        if self._rebalance is not None:
-            revoked, self._rebalance = self._rebalance & self._assigned, None
-            assert self._on_revoked is not None and self._on_assigned is not None
-            started = asyncio.get_running_loop().time()
-            await self._on_revoked(revoked)
-            self.revocations.append((started, asyncio.get_running_loop().time()))
-            self._assigned -= revoked
-            self._paused -= revoked
-            new = self._all_partitions() - self._assigned
-            for tp in new:
-                self._positions[tp] = self.broker.committed.get(tp, 0)
-            self._assigned |= new
-            await self._on_assigned(new)
+        late, self._late = self._late, False
+        if self._rebalance is not None and not late:
+            await self._run_rebalance()
         result: dict[TopicPartition, list[FakeRecord]] = {}
         budget = max_records
         for tp in sorted(self._assigned - self._paused):
@@ -191,12 +193,28 @@ class FakeSource:
                 budget -= len(taken)
             if budget <= 0:
                 break
+        if late and self._rebalance is not None:
+            await self._run_rebalance()
         if not result:
             if self.stuck:
                 await self._wait_while_stuck()
             else:
                 await asyncio.sleep(timeout_s)
         return result
+
+    async def _run_rebalance(self) -> None:
+        revoked, self._rebalance = (self._rebalance or set()) & self._assigned, None
+        assert self._on_revoked is not None and self._on_assigned is not None
+        started = asyncio.get_running_loop().time()
+        await self._on_revoked(revoked)
+        self.revocations.append((started, asyncio.get_running_loop().time()))
+        self._assigned -= revoked
+        self._paused -= revoked
+        new = self._all_partitions() - self._assigned
+        for tp in new:
+            self._positions[tp] = self.broker.committed.get(tp, 0)
+        self._assigned |= new
+        await self._on_assigned(new)
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
@@ -221,9 +239,12 @@ class FakeSource:
         await self._wait_while_stuck()
         if self.fail_commits:
             return CommitResult(False, "CommitFailedError")
-        owned = {tp: o for tp, o in offsets.items() if tp in self._assigned}
-        self.broker.committed.update(owned)
-        self.broker.commits.append(dict(owned))
+        if not set(offsets) <= self._assigned:
+            # aiokafka's commit() raises IllegalStateError for a partition not assigned, and
+            # commits none of the others.
+            return CommitResult(False, "IllegalStateError")
+        self.broker.committed.update(offsets)
+        self.broker.commits.append(dict(offsets))
         return COMMITTED
 
     async def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
