@@ -282,6 +282,9 @@ class FakePublisher:
         self.broker.append(topic, partition, key, value, headers)
         return ACKNOWLEDGED
 
+    def record_limit(self, topic: str) -> int:
+        return 8 * 1024 * 1024
+
     async def check(self) -> str:
         await asyncio.sleep(0.001)
         return self.unreachable

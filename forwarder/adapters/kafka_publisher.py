@@ -123,6 +123,9 @@ class KafkaPublisher:
                 note="the producer could send no more; the failed writes are retried",
             )
 
+    def record_limit(self, topic: str) -> int:
+        return MAX_REQUEST_BYTES
+
     async def check(self) -> str:
         """Ask a broker for metadata through the producer's own client: ``""`` if one answered.
 
