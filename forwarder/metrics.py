@@ -104,6 +104,14 @@ class Metrics:
             ["topic", "error"],
             registry=r,
         )
+        self.records_fitted = Counter(
+            "forwarder_records_fitted",
+            "Dead-letter and tier records made to fit their topic's limit: compressed, truncated "
+            "(value cut), trimmed (tier record without producer headers or key), dead_lettered "
+            "(a tier record that could not fit)",
+            ["topic", "how"],
+            registry=r,
+        )
         self.kafka_errors = Counter(
             "forwarder_kafka_errors",
             "Failed consumer calls (fetch, commit, end_offsets) by the client's error class",

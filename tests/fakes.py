@@ -17,7 +17,7 @@ import asyncio
 import math
 import selectors
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from forwarder.core.classify import SendResult
+from forwarder.core.fitting import record_size
 from forwarder.core.headers import origin_of
 from forwarder.ports import ACKNOWLEDGED, COMMITTED, Callback, CommitResult, PublishResult
 
@@ -255,7 +256,14 @@ class FakeSource:
 
 
 class FakePublisher:
-    """Appends to the broker; fails while told to, as a retriable or a final error."""
+    """Appends to the broker; fails while told to, as a retriable or a final error.
+
+    Size limits as Kafka's: a record over its topic's ``limits`` (max.message.bytes) or
+    ``max_request`` is refused with ``MessageSizeTooLargeError``. ``record_limit`` answers what
+    the forwarder knows (``known``: learnt at start-up), and a refusal teaches it the topic's
+    limit unless ``configs_readable`` is False (no DESCRIBE_CONFIGS). ``record_failure`` may
+    refuse single records (an error about that record, or any other).
+    """
 
     def __init__(self, broker: FakeBroker) -> None:
         self.broker = broker
@@ -263,6 +271,11 @@ class FakePublisher:
         self.fail_topics: set[str] | None = None  # None: every topic
         self.failures = 0
         self.unreachable = ""  # what check() answers: "" while the brokers answer
+        self.max_request = 8 * 1024 * 1024
+        self.limits: dict[str, int] = {}
+        self.known: dict[str, int] = {}
+        self.configs_readable = True
+        self.record_failure: Callable[[str, bytes | None], PublishResult | None] | None = None
 
     async def start(self) -> None:
         return None
@@ -278,12 +291,22 @@ class FakePublisher:
         if self.failure is not None and (self.fail_topics is None or topic in self.fail_topics):
             self.failures += 1
             return self.failure
+        refused = self.record_failure(topic, value) if self.record_failure else None
+        if refused is not None:
+            self.failures += 1
+            return refused
+        limit = min(self.limits.get(topic, self.max_request), self.max_request)
+        if record_size(key, value, headers) > limit:
+            self.failures += 1
+            if self.configs_readable:
+                self.known[topic] = limit
+            return PublishResult(False, "MessageSizeTooLargeError", False, record_level=True)
         partition = origin_of(_Headers(headers)).partition % self.broker.partitions
         self.broker.append(topic, partition, key, value, headers)
         return ACKNOWLEDGED
 
     def record_limit(self, topic: str) -> int:
-        return 8 * 1024 * 1024
+        return min(self.known.get(topic, self.max_request), self.max_request)
 
     async def check(self) -> str:
         await asyncio.sleep(0.001)

@@ -146,6 +146,12 @@ class Harness:
             record = self.broker.append(TOPIC, partition, b"user", value, (), stamp)
             self.produced[(record.topic, record.partition, record.offset)] = event_id
 
+    def produce_value(self, value: bytes, partition: int = 0, event_id: str | None = None) -> None:
+        """One record of these bytes (``event_id``: the one it carries, if it is to be delivered)."""
+        stamp = int((EPOCH + self.loop.time()) * 1000)
+        record = self.broker.append(TOPIC, partition, b"user", value, (), stamp)
+        self.produced[(record.topic, record.partition, record.offset)] = event_id
+
     # -- what happened
 
     def dead_letters(self) -> list[FakeRecord]:

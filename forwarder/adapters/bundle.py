@@ -41,10 +41,14 @@ class Adapters:
         report: Report | None = None,
         retry_after_report: RetryAfterReport = ignore,
     ) -> Adapters:
+        publisher = KafkaPublisher(config.kafka)
         return cls(
             KafkaSource(config.kafka, report=report) if report else KafkaSource(config.kafka),
             HttpSink(config.endpoint, config.limits, transport, retry_after_report),
-            KafkaPublisher(config.kafka),
-            lambda: ensure_topics(config.kafka, topics.sources, topics.suffixes),
+            publisher,
+            # The topics' limits go to the publisher, which fits every record to them.
+            lambda: ensure_topics(
+                config.kafka, topics.sources, topics.suffixes, publisher.topic_limits
+            ),
             lambda: list_topics(config.kafka),
         )
