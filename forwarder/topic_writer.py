@@ -75,9 +75,13 @@ class TopicWriter:
         """Produce until the broker acknowledges; every failure counted, logged and reported."""
         tier = header_value(headers, NOT_BEFORE) is not None
         failures = 0
+        fitted_to: int | None = None
+        fitted: fitting.Fitted | None = None
         while True:
             limit = self._limit(topic)
-            fitted = fitting.fit(limit, record.key, record.value, headers, dead_letter=not tier)
+            if limit != fitted_to:  # fitted again only for a new limit: compressing costs
+                fitted_to = limit
+                fitted = fitting.fit(limit, record.key, record.value, headers, dead_letter=not tier)
             if fitted is None and tier:
                 await self._dead_letter_unparkable(topic, record, headers, limit)
                 return

@@ -68,10 +68,12 @@ def harness_config(**overrides: Any) -> Config:
 
 
 class Harness:
-    def __init__(self, seed: int = 0, **overrides: Any) -> None:
+    def __init__(
+        self, seed: int = 0, endpoint: FakeEndpoint | None = None, **overrides: Any
+    ) -> None:
         self.loop = VirtualTimeLoop()
         self.broker = FakeBroker(partitions=3)
-        self.endpoint = FakeEndpoint()
+        self.endpoint = endpoint or FakeEndpoint()
         self.publisher = FakePublisher(self.broker)
         self.source = FakeSource(self.broker)
         self.config = harness_config(**overrides)
