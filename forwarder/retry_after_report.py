@@ -12,8 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import structlog
-
+from forwarder.counted_warning import CountedWarning
 from forwarder.metrics import Metrics
 
 LOG_INTERVAL_S = 60.0
@@ -23,32 +22,20 @@ Report = Callable[[str, str], None]  # (source, the header's value)
 
 
 class RetryAfterReport:
-    def __init__(
-        self,
-        metrics: Metrics,
-        clock: Callable[[], float] = time.monotonic,
-        interval_s: float = LOG_INTERVAL_S,
-    ) -> None:
-        self._metrics = metrics
-        self._clock = clock
-        self._interval_s = interval_s
-        self._logged_at: dict[str, float] = {}
-        self._unlogged: dict[str, int] = {}
-        self._log = structlog.get_logger("forwarder.http")
+    def __init__(self, metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
+        self._warn = CountedWarning(
+            metrics.retry_after_unreadable,
+            "forwarder.http",
+            "retry_after_unreadable",
+            LOG_INTERVAL_S,
+            clock,
+        )
 
     def __call__(self, source: str, value: str) -> None:
-        self._metrics.retry_after_unreadable.labels(source).inc()
-        now = self._clock()
-        last = self._logged_at.get(source)
-        if last is not None and now - last < self._interval_s:
-            self._unlogged[source] = self._unlogged.get(source, 0) + 1
-            return
-        self._logged_at[source] = now
-        self._log.warning(
-            "retry_after_unreadable",
+        self._warn(
+            (source,),
             source=source,
             sample=value[:SAMPLE_CHARS],
-            unlogged_since_last=self._unlogged.pop(source, 0),
             note="handled as an answer without Retry-After: the request's own backoff applies",
         )
 
