@@ -33,10 +33,14 @@ def _fail(exc: ForwarderError) -> None:
 @app.command()
 def run(config: ConfigOption = None) -> None:
     """Forward events until SIGTERM or SIGINT."""
+    from forwarder.stop_signals import StopSignals
+
+    # Before anything is read (even the service's imports): an early SIGTERM exits 0.
+    signals = StopSignals().install()
     from forwarder.service import run as run_service
 
     try:
-        run_service(str(config) if config else None)
+        run_service(str(config) if config else None, signals)
     except ForwarderError as exc:
         _fail(exc)
 

@@ -43,13 +43,13 @@ class Committer:
         try:
             async with asyncio.timeout(timeout_s):
                 async with self._lock:
-                    offsets = self._tracker.to_commit()
+                    offsets = self._owned(self._tracker.to_commit())
                     if not offsets:
                         return True
                     result = await self._source.commit(offsets)
         except TimeoutError:
             result = CommitResult(False, "Timeout")
-            offsets = self._tracker.to_commit()
+            offsets = self._owned(self._tracker.to_commit())
         if result.ok:
             self._tracker.mark_committed(offsets)
             self._metrics.commit_seconds.observe(self._clock() - started)
@@ -62,6 +62,23 @@ class Committer:
             note="not lost: the next commit, or the partition's next owner, covers these offsets",
         )
         return False
+
+    def _owned(self, offsets: dict[Partition, int]) -> dict[Partition, int]:
+        """Only the partitions assigned now: the consumer refuses a commit naming any other
+        (aiokafka: IllegalStateError, for the whole commit). One still tracked here was lost
+        without a revoke; its new owner covers it from the last commit. Counted as
+        ``forwarder_kafka_errors_total{operation="commit",error="NotAssigned"}``."""
+        assigned = self._source.assignment()
+        owned = {tp: o for tp, o in offsets.items() if tp in assigned}
+        if len(owned) < len(offsets):
+            lost = [tp for tp in offsets if tp not in assigned]
+            self._errors.report(
+                "commit",
+                "NotAssigned",
+                partitions=_names(dict.fromkeys(lost, 0)),
+                note="left out of the commit: another member owns them now",
+            )
+        return owned
 
     async def run(self, interval_s: float) -> None:
         """Commit every ``interval_s`` until cancelled."""

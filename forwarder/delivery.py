@@ -235,12 +235,18 @@ class Delivery:
             self._wake()
             return
         alone = job.suspect or health.destinations.worked_since(destination, job.first_failed)
-        if len(job.events) > 1 and not health.destinations.degraded(destination):
-            # Not its table's fault: some of these events may fail alone (other batches to
-            # the table are accepted, or nothing else was tried). Halve until the ones that
-            # fail alone are alone, each half with a fresh budget: the others are delivered.
-            await self._split(job, job.events, decision, 0, suspect=alone)
-            return
+        if len(job.events) > 1:
+            if not health.destinations.degraded(destination):
+                # Some of these events may fail alone (other batches to the table are
+                # accepted, or nothing else was tried): halve until the ones that fail alone
+                # are alone, each half with a fresh budget; the others are delivered.
+                await self._split(job, job.events, decision, 0, suspect=alone)
+                return
+            if not (job.halved or job.suspect):
+                # A degraded table, or a table whose only batch holds one bad event: one try
+                # for each half says which (an accepted half ends the table's degradation).
+                await self._split(job, job.events, decision, self._retry.attempts - 1)
+                return
         await self._park(destination, job.events, decision, job.budget.tries)
 
     def _requeue(self, job: Job, events: list[Event], now: float) -> None:
@@ -262,7 +268,7 @@ class Delivery:
         now = asyncio.get_running_loop().time()
         for half in (events[:middle], events[middle:]):
             piece = self._job(job.destination, half, job.created, tries)
-            piece.suspect = suspect
+            piece.suspect, piece.halved = suspect, True
             self.dispatch.later(piece, now)
             self._wake()
 

@@ -11,6 +11,11 @@ options, it continues where the last commit left it; a run with other filters st
 beginning, so records an earlier selection skipped or never selected stay replayable;
 ``--from-beginning`` rescans. Records are re-produced with
 their original key and value bytes; see ``forwarder.core.dead_letters`` for the headers.
+
+A dead letter written compressed to fit its topic is replayed uncompressed. One whose value
+was cut to fit (``forwarder.value.truncated``) is never replayed as it is: its original is
+read again from its ``forwarder.original.*`` coordinates and replayed if the source still
+retains it unchanged (same SHA-256); otherwise it is skipped with a line saying so.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from forwarder.adapters.kafka_diagnose import startup_error
 from forwarder.adapters.kafka_publisher import MAX_REQUEST_BYTES
 from forwarder.config import KafkaConfig
 from forwarder.core import dead_letters as dl
+from forwarder.core.headers import origin_of
 from forwarder.core.schemas import SchemaRegistry
 from forwarder.core.token_bucket import TokenBucket
 from forwarder.errors import FatalError
@@ -59,6 +65,7 @@ class ReplaySummary:
     skipped: Counter[str] = field(default_factory=Counter)
     failed: int = 0
     preview: dl.Stats = field(default_factory=dl.Stats)
+    notes: list[str] = field(default_factory=list)  # one line per record skipped for a reason
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -67,7 +74,67 @@ class ReplaySummary:
             "replayed": self.replayed,
             "skipped": dict(self.skipped),
             "failed": self.failed,
+            "notes": self.notes,
         }
+
+    def skip(self, reason: str, note: str) -> None:
+        self.skipped[reason] += 1
+        if len(self.notes) < MAX_NOTES:
+            self.notes.append(note)
+        elif len(self.notes) == MAX_NOTES:
+            self.notes.append("... (more skipped records are counted, not listed)")
+
+
+MAX_NOTES = 200
+ORIGINAL_WAIT_S = 10.0
+
+
+class Originals:
+    """Reads a cut dead letter's original again from the source topic, by its coordinates."""
+
+    def __init__(self, config: KafkaConfig) -> None:
+        self._config = config
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def read(self, topic: str, partition: int, offset: int) -> tuple[Any, str]:
+        """(the record, "") or (None, why it cannot be read)."""
+        consumer = await self._open()
+        tp = TopicPartition(topic, partition)
+        try:
+            first = (await consumer.beginning_offsets([tp]))[tp]
+            end = (await consumer.end_offsets([tp]))[tp]
+        except KafkaError as exc:
+            return None, f"{topic}-{partition} cannot be read ({type(exc).__name__})"
+        if not first <= offset < end:
+            return None, f"no longer retained ({topic}-{partition} holds {first}..{end - 1})"
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        deadline = asyncio.get_running_loop().time() + ORIGINAL_WAIT_S
+        while asyncio.get_running_loop().time() < deadline:
+            fetched = await consumer.getmany(tp, timeout_ms=500, max_records=1)
+            for record in fetched.get(tp, []):
+                if record.offset == offset:
+                    return record, ""
+                return None, "no longer retained (compacted away)"
+        return None, f"not read within {ORIGINAL_WAIT_S:.0f}s"
+
+    async def _open(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            self._consumer = AIOKafkaConsumer(
+                **connection_kwargs(self._config),
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                # An original too large for its dead-letter topic can be large indeed.
+                max_partition_fetch_bytes=MAX_REQUEST_BYTES,
+                fetch_max_bytes=MAX_REQUEST_BYTES,
+            )
+            await self._consumer.start()
+        return self._consumer
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
 
 
 Progress = Callable[[int, int], None]  # (records read, records to read)
@@ -156,6 +223,7 @@ async def replay(
     consumer, tps = await _open(config, options.topic, options.group_id)
     summary = ReplaySummary()
     producer: AIOKafkaProducer | None = None
+    originals = Originals(config)
     try:
         consumer.assign(tps)
         if options.from_beginning:
@@ -199,7 +267,11 @@ async def replay(
                 if not options.selection.matches(letter):
                     continue
                 summary.selected += 1
-                if options.revalidate is not None and not _valid(record.value, options.revalidate):
+                found = await _original(record, letter, options.topic, originals, summary)
+                if found is None:
+                    continue
+                key, value, original = found
+                if options.revalidate is not None and not _valid(value, options.revalidate):
                     summary.skipped["would_fail_validation"] += 1
                     continue
                 summary.preview.add(letter, record.value)
@@ -208,10 +280,8 @@ async def replay(
                 if bucket is not None:
                     await _take(bucket)
                 target = options.to or letter.original_topic
-                headers = dl.replay_headers(record, letter, options.topic)
-                pending.append(
-                    await producer.send(target, value=record.value, key=record.key, headers=headers)
-                )
+                headers = dl.replay_headers(record, letter, options.topic, original)
+                pending.append(await producer.send(target, value=value, key=key, headers=headers))
             if producer is not None:
                 results = await asyncio.gather(*pending, return_exceptions=True)
                 failures = sum(1 for r in results if isinstance(r, BaseException))
@@ -224,8 +294,41 @@ async def replay(
     finally:
         if producer is not None:
             await producer.stop()
+        await originals.close()
         await consumer.stop()
     return summary
+
+
+async def _original(
+    record: Any, letter: dl.DeadLetter, dlq: str, originals: Originals, summary: ReplaySummary
+) -> tuple[bytes | None, bytes | None, Any] | None:
+    """The key and value to replay a dead letter with, and the source record they were read
+    from again (None when the dead letter holds them); None, counted and noted, to skip it."""
+    where = f"{dlq}/{record.partition}/{record.offset}"
+    value = dl.stored_value(record, letter)
+    if value is not None or not letter.truncated:
+        if value is None and record.value is not None:  # compressed, but not to its original
+            summary.skip("damaged", f"skipped {where}: its compressed value is not the original")
+            return None
+        return record.key, value, None
+    origin = origin_of(record)
+    source = f"{origin.topic}/{origin.partition}/{origin.offset}"
+    original, why = await originals.read(origin.topic, origin.partition, origin.offset)
+    if original is None:
+        summary.skip(
+            "original_not_retained",
+            f"skipped {where}: its value was cut to fit the dead-letter topic and its original "
+            f"{source} is {why}",
+        )
+        return None
+    if not dl.matches(original.value, letter):
+        summary.skip(
+            "original_changed",
+            f"skipped {where}: its value was cut to fit the dead-letter topic and {source} now "
+            "holds another value (its SHA-256 differs)",
+        )
+        return None
+    return original.key, original.value, original
 
 
 async def _take(bucket: TokenBucket) -> None:

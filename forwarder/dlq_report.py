@@ -49,6 +49,11 @@ def stats_table(topic: str, result: Stats) -> Table:
         )
     if result.foreign:
         table.add_row("(no forwarder headers)", "-", "-", "-", f"{result.foreign:,}", "-", "-", "")
+    if result.truncated or result.compressed:
+        table.caption = (
+            f"{result.truncated:,} cut to fit the topic (replayed from their source while it "
+            f"retains them), {result.compressed:,} compressed whole"
+        )
     return table
 
 
@@ -119,5 +124,7 @@ def show_summary(summary: ReplaySummary, options: ReplayOptions, as_json: bool) 
     if summary.failed:
         table.add_row("[red]could not be replayed[/]", f"{summary.failed:,}")
     console.print(table)
+    for note in summary.notes:
+        console.print(note, markup=False, highlight=False)
     if not options.dry_run:
         console.print(f"progress saved in consumer group {options.group_id}")

@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
+from forwarder.counted_warning import CountedWarning
 from forwarder.metrics import Metrics
 
 LOG_INTERVAL_S = 30.0
@@ -28,27 +27,10 @@ class KafkaErrors:
         clock: Callable[[], float] = time.monotonic,
         interval_s: float = LOG_INTERVAL_S,
     ) -> None:
-        self._metrics = metrics
-        self._clock = clock
-        self._interval_s = interval_s
-        self._logged_at: dict[tuple[str, str], float] = {}
-        self._unlogged: dict[tuple[str, str], int] = {}
-        self._log = structlog.get_logger("forwarder.kafka")
+        self._warn = CountedWarning(
+            metrics.kafka_errors, "forwarder.kafka", "kafka_error", interval_s, clock
+        )
 
     def report(self, operation: str, error: str, **context: Any) -> None:
         """Count one failed ``operation`` (fetch, commit, end_offsets) and maybe log it."""
-        self._metrics.kafka_errors.labels(operation, error).inc()
-        key = (operation, error)
-        now = self._clock()
-        last = self._logged_at.get(key)
-        if last is not None and now - last < self._interval_s:
-            self._unlogged[key] = self._unlogged.get(key, 0) + 1
-            return
-        self._logged_at[key] = now
-        self._log.warning(
-            "kafka_error",
-            operation=operation,
-            error=error,
-            unlogged_since_last=self._unlogged.pop(key, 0),
-            **context,
-        )
+        self._warn((operation, error), operation=operation, error=error, **context)

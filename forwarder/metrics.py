@@ -112,6 +112,14 @@ class Metrics:
             ["topic", "error"],
             registry=r,
         )
+        self.records_fitted = Counter(
+            "forwarder_records_fitted",
+            "Dead-letter and tier records made to fit their topic's limit: compressed, truncated "
+            "(value cut), trimmed (tier record without producer headers or key), dead_lettered "
+            "(a tier record that could not fit)",
+            ["topic", "how"],
+            registry=r,
+        )
         self.kafka_errors = Counter(
             "forwarder_kafka_errors",
             "Failed consumer calls (fetch, commit, end_offsets) by the client's error class",
@@ -128,10 +136,22 @@ class Metrics:
             "Events of revoked partitions dropped unsent once the revoke drain budget was spent",
             registry=r,
         )
+        self.dropped_unassigned = Counter(
+            "forwarder_records_dropped_unassigned",
+            "Records fetched for a partition revoked before they were taken (its new owner reads them)",
+            ["topic"],
+            registry=r,
+        )
         self.internal_errors = Counter(
             "forwarder_internal_errors",
             "Unexpected exceptions (bugs) caught in a task; each is logged with its traceback",
             ["task"],
+            registry=r,
+        )
+        self.retry_after_unreadable = Counter(
+            "forwarder_retry_after_unreadable",
+            "Retry-After headers that were neither delta seconds nor an HTTP date (ignored)",
+            ["source"],
             registry=r,
         )
         # Personalization activation (design.md section 7); ``service`` is a configured name.

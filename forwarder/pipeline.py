@@ -59,6 +59,9 @@ from forwarder.lag import LagObserver
 from forwarder.limiter import Limiter
 from forwarder.metrics import Metrics
 from forwarder.personalization import Activation
+from forwarder.ports import Publisher
+from forwarder.producer_watch import ProducerWatch
+from forwarder.retry_after_report import RetryAfterReport
 from forwarder.workers import Workers
 
 __all__ = ["Adapters", "Pipeline"]
@@ -69,8 +72,6 @@ IDLE_FETCH_S = 0.1
 TICK_S = 0.5
 # Of ops.shutdown_timeout_s, kept for the final commit and leaving the group after the drain.
 CLOSE_RESERVE_S = 5.0
-# How often /readyz's view of the producer is refreshed (a metadata round trip).
-PRODUCER_CHECK_EVERY_S = 10.0
 
 
 class Pipeline:
@@ -93,7 +94,13 @@ class Pipeline:
         self._wall = wall_clock
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self.kafka_errors = KafkaErrors(self.metrics, clock=self._now)
-        io = adapters or Adapters.real(config, self.topics, transport, self.kafka_errors.report)
+        io = adapters or Adapters.real(
+            config,
+            self.topics,
+            transport,
+            self.kafka_errors.report,
+            RetryAfterReport(self.metrics, self._now),
+        )
         self._prepare = io.prepare
         self._existing_topics = io.existing_topics
         self._decoder = Decoder(validator, config.destination_for)
@@ -107,7 +114,9 @@ class Pipeline:
         self._committer = Committer(
             self._tracker, self._source, self.metrics, self.kafka_errors, self._now
         )
-        self._publisher = io.publisher
+        # /readyz hears of a failing producer from the writes, not only from its timer.
+        self._producer = ProducerWatch(io.publisher, lambda coro: self._spawn(coro), self._now)
+        self._publisher: Publisher = self._producer
         self._sink = io.sink
         h = config.health
         self.health = EndpointHealth(
@@ -144,8 +153,6 @@ class Pipeline:
         self._stopping = asyncio.Event()
         self._flow = FlowControl(self._source, self._tracker, self.metrics)
         self._lag = LagObserver(self._source, self._tracker, self.metrics, wall_clock, self._spawn)
-        self._producer_problem = ""
-        self._producer_check_due = 0.0
         self._started = False
         self._joined = False
 
@@ -170,8 +177,8 @@ class Pipeline:
         unwritable = self._unwritable_topics()
         if unwritable:
             return False, "cannot write " + "; ".join(unwritable)
-        if self._producer_problem:
-            return False, f"producer: {self._producer_problem}"
+        if self._producer.problem:
+            return False, f"producer: {self._producer.problem}"
         return True, "ready" + self._failing_note() + self.activation.readiness_note()
 
     def _failing_note(self) -> str:
@@ -303,9 +310,7 @@ class Pipeline:
                 if now >= next_observe:
                     next_observe = now + observe_every
                     self._lag.observe(now)
-                if now >= self._producer_check_due:
-                    self._producer_check_due = now + PRODUCER_CHECK_EVERY_S
-                    self._spawn(self._check_producer())
+                self._producer.poll(now)
         finally:
             # Records a cancelled fetch had read are not tracked, hence never committed.
             for future in (stopping, fetch):
@@ -318,17 +323,18 @@ class Pipeline:
         due = self._batcher.next_due()
         return [*([due] if due is not None else []), *self._flow.deadlines()]
 
-    async def _check_producer(self) -> None:
-        problem = await self._publisher.check()
-        if problem != self._producer_problem:
-            self._log.log(
-                30 if problem else 20,
-                "producer_unreachable" if problem else "producer_reachable",
-                problem=problem,
-            )
-        self._producer_problem = problem
-
     def _take(self, tp: TopicPartition, records: Sequence[RecordLike], now: float) -> None:
+        if tp not in self._source.assignment():
+            # Fetched just before a rebalance whose revoke ran before the loop got here: the
+            # partition is another member's now, and it reads them from the last commit.
+            # Tracked, they would make every later commit name a partition not ours.
+            self.metrics.dropped_unassigned.labels(tp.topic).inc(len(records))
+            self._log.info(
+                "unassigned_records_dropped",
+                partition=f"{tp.topic}-{tp.partition}",
+                records=len(records),
+            )
+            return
         role = self.topics.role(tp.topic)
         if role.tier:
             records = self._flow.due_records(tp, records, now, int(self._wall() * 1000))

@@ -20,17 +20,30 @@ from forwarder.core.records import RecordLike
 Callback = Callable[[set[TopicPartition]], Awaitable[None]]
 
 
+# Error kinds of a record too large for the topic or the producer.
+SIZE_ERRORS = frozenset(
+    {"MessageSizeTooLargeError", "RecordListTooLargeError", "RecordTooLargeError"}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class PublishResult:
     """One produce attempt: acknowledged by the broker, or an error of a kind.
 
     ``error`` is the kind (the client's exception class name: a bounded set, safe as a metric
     label); ``retriable`` False means trying again cannot help (too large, not authorized).
+    ``record_level``: the error is about this record (its size, its content), not the topic
+    or the producer: other records can still be written.
     """
 
     acknowledged: bool
     error: str = ""
     retriable: bool = True
+    record_level: bool = False
+
+    @property
+    def too_large(self) -> bool:
+        return self.error in SIZE_ERRORS
 
 
 ACKNOWLEDGED = PublishResult(True)
@@ -67,6 +80,12 @@ class Publisher(Protocol):
         value: bytes | None,
         headers: list[tuple[str, bytes]],
     ) -> PublishResult: ...
+
+    def record_limit(self, topic: str) -> int:
+        """The largest record ``topic`` takes, as far as known: the smaller of its
+        ``max.message.bytes`` and the producer's ``max_request_size``, in the size
+        ``forwarder.core.fitting.record_size`` gives a record. Learnt again on a size error."""
+        ...
 
     async def check(self) -> str:
         """Whether the producer can reach the brokers now: ``""``, or why not."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from forwarder.logs import configure_logging
 from forwarder.ops import OpsServer
 from forwarder.pipeline import Pipeline
 from forwarder.runtime import allocator, python_allocator, tune_collector
+from forwarder.stop_signals import StopSignals
 
 
 def load_registry(config: Config) -> SchemaRegistry:
@@ -66,29 +66,36 @@ def unretrieved_connection_errors(errors: KafkaErrors) -> ExceptionHandler:
     return handle
 
 
-async def run_pipeline(config: Config, registry: SchemaRegistry) -> None:
+async def run_pipeline(
+    config: Config, registry: SchemaRegistry, signals: StopSignals | None = None
+) -> None:
     """Run until SIGTERM or SIGINT, then drain and exit."""
+    signals = signals or StopSignals()
     pipeline = Pipeline(config, registry)  # aiokafka clients need the running loop
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(unretrieved_connection_errors(pipeline.kafka_errors))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, pipeline.stop)
+    signals.attach(loop, pipeline.stop)
     ops = OpsServer(pipeline.metrics.registry, pipeline.readiness)
     await ops.start(pipeline.config.ops.host, pipeline.config.ops.port)
     try:
         await pipeline.run()
     finally:
         await ops.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        signals.detach(loop)
 
 
-def run(config_path: str | None) -> None:
+def run(config_path: str | None, signals: StopSignals | None = None) -> None:
+    """``forwarder run``; ``signals`` were installed by the caller before anything was read."""
+    signals = signals or StopSignals().install()
     config = load_config(config_path)
     tune_collector()
     configure_logging(config.ops.log_level, config.ops.log_format, secrets_of(config))
     registry = load_registry(config)
-    structlog.get_logger("forwarder").info(
+    log = structlog.get_logger("forwarder")
+    if signals.received is not None:
+        log.info("stopped_before_start", signal=signals.name, note="nothing was read from Kafka")
+        return
+    log.info(
         "starting",
         event_types=registry.event_types,
         endpoint=config.endpoint.base_url,
@@ -96,4 +103,4 @@ def run(config_path: str | None) -> None:
         allocator=allocator(),
         python_allocator=python_allocator(os.environ),
     )
-    asyncio.run(run_pipeline(config, registry))
+    asyncio.run(run_pipeline(config, registry, signals))

@@ -17,7 +17,7 @@ import asyncio
 import math
 import selectors
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from forwarder.core.classify import SendResult
+from forwarder.core.fitting import record_size
 from forwarder.core.headers import origin_of
 from forwarder.ports import ACKNOWLEDGED, COMMITTED, Callback, CommitResult, PublishResult
 
@@ -135,6 +136,7 @@ class FakeSource:
         self._unstuck = asyncio.Event()
         self._given_away: set[TopicPartition] = set()  # now owned by another member
         self.revocations: list[tuple[float, float]] = []  # virtual start, end of each callback
+        self._late = False
 
     async def start(
         self, topics: Sequence[str], on_revoked: Callback, on_assigned: Callback
@@ -143,12 +145,23 @@ class FakeSource:
         self._on_revoked, self._on_assigned = on_revoked, on_assigned
         self._rebalance = set()
 
-    def rebalance(self, revoked: Iterable[TopicPartition] = (), give_away: bool = False) -> None:
+    def rebalance(
+        self, revoked: Iterable[TopicPartition] = (), give_away: bool = False, late: bool = False
+    ) -> None:
         """At the next fetch: revoke these partitions, then assign everything again (but the
-        revoked partitions when ``give_away``: another member took them)."""
+        revoked partitions when ``give_away``: another member took them). ``late``: that fetch
+        reads its records first and the rebalance runs before it returns them, as when
+        aiokafka's ``getmany`` returned records just before a rebalance whose callbacks ran
+        before the loop took them."""
         self._rebalance = set(revoked) | (self._rebalance or set())
+        self._late = self._late or late
         if give_away:
             self._given_away |= set(revoked)
+
+    def take_back(self) -> None:
+        """The partitions given away come back to this member at the next fetch."""
+        self._given_away.clear()
+        self._rebalance = self._rebalance or set()
 
     def _all_partitions(self) -> set[TopicPartition]:
         every = {TopicPartition(t, p) for t in self._topics for p in range(self.broker.partitions)}
@@ -166,19 +179,9 @@ class FakeSource:
     async def fetch(
         self, timeout_s: float, max_records: int
     ) -> Mapping[TopicPartition, Sequence[FakeRecord]]:
-        if self._rebalance is not None:
-            revoked, self._rebalance = self._rebalance & self._assigned, None
-            assert self._on_revoked is not None and self._on_assigned is not None
-            started = asyncio.get_running_loop().time()
-            await self._on_revoked(revoked)
-            self.revocations.append((started, asyncio.get_running_loop().time()))
-            self._assigned -= revoked
-            self._paused -= revoked
-            new = self._all_partitions() - self._assigned
-            for tp in new:
-                self._positions[tp] = self.broker.committed.get(tp, 0)
-            self._assigned |= new
-            await self._on_assigned(new)
+        late, self._late = self._late, False
+        if self._rebalance is not None and not late:
+            await self._run_rebalance()
         result: dict[TopicPartition, list[FakeRecord]] = {}
         budget = max_records
         for tp in sorted(self._assigned - self._paused):
@@ -191,12 +194,28 @@ class FakeSource:
                 budget -= len(taken)
             if budget <= 0:
                 break
+        if late and self._rebalance is not None:
+            await self._run_rebalance()
         if not result:
             if self.stuck:
                 await self._wait_while_stuck()
             else:
                 await asyncio.sleep(timeout_s)
         return result
+
+    async def _run_rebalance(self) -> None:
+        revoked, self._rebalance = (self._rebalance or set()) & self._assigned, None
+        assert self._on_revoked is not None and self._on_assigned is not None
+        started = asyncio.get_running_loop().time()
+        await self._on_revoked(revoked)
+        self.revocations.append((started, asyncio.get_running_loop().time()))
+        self._assigned -= revoked
+        self._paused -= revoked
+        new = self._all_partitions() - self._assigned
+        for tp in new:
+            self._positions[tp] = self.broker.committed.get(tp, 0)
+        self._assigned |= new
+        await self._on_assigned(new)
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
@@ -221,9 +240,12 @@ class FakeSource:
         await self._wait_while_stuck()
         if self.fail_commits:
             return CommitResult(False, "CommitFailedError")
-        owned = {tp: o for tp, o in offsets.items() if tp in self._assigned}
-        self.broker.committed.update(owned)
-        self.broker.commits.append(dict(owned))
+        if not set(offsets) <= self._assigned:
+            # aiokafka's commit() raises IllegalStateError for a partition not assigned, and
+            # commits none of the others.
+            return CommitResult(False, "IllegalStateError")
+        self.broker.committed.update(offsets)
+        self.broker.commits.append(dict(offsets))
         return COMMITTED
 
     async def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
@@ -234,7 +256,14 @@ class FakeSource:
 
 
 class FakePublisher:
-    """Appends to the broker; fails while told to, as a retriable or a final error."""
+    """Appends to the broker; fails while told to, as a retriable or a final error.
+
+    Size limits as Kafka's: a record over its topic's ``limits`` (max.message.bytes) or
+    ``max_request`` is refused with ``MessageSizeTooLargeError``. ``record_limit`` answers what
+    the forwarder knows (``known``: learnt at start-up), and a refusal teaches it the topic's
+    limit unless ``configs_readable`` is False (no DESCRIBE_CONFIGS). ``record_failure`` may
+    refuse single records (an error about that record, or any other).
+    """
 
     def __init__(self, broker: FakeBroker) -> None:
         self.broker = broker
@@ -242,6 +271,11 @@ class FakePublisher:
         self.fail_topics: set[str] | None = None  # None: every topic
         self.failures = 0
         self.unreachable = ""  # what check() answers: "" while the brokers answer
+        self.max_request = 8 * 1024 * 1024
+        self.limits: dict[str, int] = {}
+        self.known: dict[str, int] = {}
+        self.configs_readable = True
+        self.record_failure: Callable[[str, bytes | None], PublishResult | None] | None = None
 
     async def start(self) -> None:
         return None
@@ -257,9 +291,22 @@ class FakePublisher:
         if self.failure is not None and (self.fail_topics is None or topic in self.fail_topics):
             self.failures += 1
             return self.failure
+        refused = self.record_failure(topic, value) if self.record_failure else None
+        if refused is not None:
+            self.failures += 1
+            return refused
+        limit = min(self.limits.get(topic, self.max_request), self.max_request)
+        if record_size(key, value, headers) > limit:
+            self.failures += 1
+            if self.configs_readable:
+                self.known[topic] = limit
+            return PublishResult(False, "MessageSizeTooLargeError", False, record_level=True)
         partition = origin_of(_Headers(headers)).partition % self.broker.partitions
         self.broker.append(topic, partition, key, value, headers)
         return ACKNOWLEDGED
+
+    def record_limit(self, topic: str) -> int:
+        return min(self.known.get(topic, self.max_request), self.max_request)
 
     async def check(self) -> str:
         await asyncio.sleep(0.001)

@@ -68,10 +68,12 @@ def harness_config(**overrides: Any) -> Config:
 
 
 class Harness:
-    def __init__(self, seed: int = 0, **overrides: Any) -> None:
+    def __init__(
+        self, seed: int = 0, endpoint: FakeEndpoint | None = None, **overrides: Any
+    ) -> None:
         self.loop = VirtualTimeLoop()
         self.broker = FakeBroker(partitions=3)
-        self.endpoint = FakeEndpoint()
+        self.endpoint = endpoint or FakeEndpoint()
         self.publisher = FakePublisher(self.broker)
         self.source = FakeSource(self.broker)
         self.config = harness_config(**overrides)
@@ -157,6 +159,12 @@ class Harness:
             stamp = int((EPOCH + self.loop.time()) * 1000)
             record = self.broker.append(TOPIC, partition, b"user", value, (), stamp)
             self.produced[(record.topic, record.partition, record.offset)] = event_id
+
+    def produce_value(self, value: bytes, partition: int = 0, event_id: str | None = None) -> None:
+        """One record of these bytes (``event_id``: the one it carries, if it is to be delivered)."""
+        stamp = int((EPOCH + self.loop.time()) * 1000)
+        record = self.broker.append(TOPIC, partition, b"user", value, (), stamp)
+        self.produced[(record.topic, record.partition, record.offset)] = event_id
 
     # -- what happened
 

@@ -13,6 +13,8 @@ from forwarder.adapters.kafka_source import KafkaSource, Report
 from forwarder.config import Config
 from forwarder.core.topics import TopicMap
 from forwarder.ports import Publisher, Sink, Source
+from forwarder.retry_after_report import Report as RetryAfterReport
+from forwarder.retry_after_report import ignore
 
 
 async def _no_topics() -> Sequence[str]:
@@ -37,11 +39,16 @@ class Adapters:
         topics: TopicMap,
         transport: Transport = "aiohttp",
         report: Report | None = None,
+        retry_after_report: RetryAfterReport = ignore,
     ) -> Adapters:
+        publisher = KafkaPublisher(config.kafka)
         return cls(
             KafkaSource(config.kafka, report=report) if report else KafkaSource(config.kafka),
-            HttpSink(config.endpoint, config.limits, transport),
-            KafkaPublisher(config.kafka),
-            lambda: ensure_topics(config.kafka, topics.sources, topics.suffixes),
+            HttpSink(config.endpoint, config.limits, transport, retry_after_report),
+            publisher,
+            # The topics' limits go to the publisher, which fits every record to them.
+            lambda: ensure_topics(
+                config.kafka, topics.sources, topics.suffixes, publisher.topic_limits
+            ),
             lambda: list_topics(config.kafka),
         )

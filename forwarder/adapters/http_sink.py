@@ -22,8 +22,9 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from forwarder.config import EndpointConfig, LimitsConfig
-from forwarder.core.backoff import parse_retry_after
+from forwarder.core.backoff import read_retry_after
 from forwarder.core.classify import SendResult
+from forwarder.retry_after_report import Report, ignore
 
 _READ = httpx.ByteStream(b"")
 
@@ -47,9 +48,22 @@ def trust(ca_file: str) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=ca_file) if ca_file else True
 
 
+def retry_after_of(headers: httpx.Headers, source: str, report: Report) -> float | None:
+    """The response's ``Retry-After`` in seconds; an unreadable one is reported, then ignored."""
+    raw = headers.get("retry-after")
+    seconds, unreadable = read_retry_after(raw, time.time())
+    if unreadable and raw is not None:
+        report(source, raw)
+    return seconds
+
+
 class HttpSink:
     def __init__(
-        self, endpoint: EndpointConfig, limits: LimitsConfig, transport: Transport = "aiohttp"
+        self,
+        endpoint: EndpointConfig,
+        limits: LimitsConfig,
+        transport: Transport = "aiohttp",
+        report: Report = ignore,
     ) -> None:
         headers = {
             "Content-Type": CONTENT_TYPE,
@@ -75,6 +89,7 @@ class HttpSink:
             base_url=endpoint.base_url, headers=headers, timeout=timeout, transport=chosen
         )
         self._timeout_s = endpoint.timeout_s
+        self._report = report
 
     async def send(self, destination: str, body: bytes) -> SendResult:
         database, _, table = destination.partition(".")
@@ -90,7 +105,7 @@ class HttpSink:
                 transport_error=f"{type(exc).__name__} posting to {path}{_tls_hint(exc)}",
                 elapsed_s=time.monotonic() - started,
             )
-        retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
+        retry_after = retry_after_of(response.headers, "endpoint", self._report)
         # httpx binds a response to its stream, which points back at it: a reference cycle
         # that keeps the request (and its body, up to 5 MB) alive until the cycle collector
         # runs. The body is read, so the stream can go: the pair is freed right here.

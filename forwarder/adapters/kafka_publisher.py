@@ -24,6 +24,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
     KafkaError,
     OutOfOrderSequenceNumber,
     ProducerFenced,
@@ -33,9 +35,10 @@ from aiokafka.errors import (
 from forwarder.adapters.kafka_common import connection_kwargs, open_admin
 from forwarder.config import MAX_BYTES_PER_EVENT, KafkaConfig
 from forwarder.errors import FatalError
-from forwarder.ports import ACKNOWLEDGED, PublishResult
+from forwarder.ports import ACKNOWLEDGED, SIZE_ERRORS, PublishResult
 
-# Dead-lettered values are the original bytes, which can exceed the default 1 MB request.
+# Dead-lettered values are the original bytes, which can exceed the default 1 MB request; a
+# larger one is written compressed or cut (forwarder.core.fitting).
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 TOPIC_CONFIG = {"max.message.bytes": str(MAX_REQUEST_BYTES)}
 CHECK_TIMEOUT_S = 5.0
@@ -47,7 +50,10 @@ RECORD_HEADROOM_BYTES = 16 * 1024
 MIN_MESSAGE_BYTES = MAX_BYTES_PER_EVENT + RECORD_HEADROOM_BYTES
 # Errors after which aiokafka's sender task has ended and the producer can send nothing more.
 PRODUCER_ENDING_ERRORS = (OutOfOrderSequenceNumber, ProducerFenced)
+# Errors about one record's content, besides its size: other records can still be written.
+RECORD_ERRORS = (CorruptRecordException, InvalidTimestampError)
 STOP_TIMEOUT_S = 10.0
+LEARN_TIMEOUT_S = 10.0
 
 
 class KafkaPublisher:
@@ -57,6 +63,9 @@ class KafkaPublisher:
         self._producer = self._new_producer()
         self._replacing = asyncio.Lock()
         self._log = structlog.get_logger("forwarder.kafka")
+        # max.message.bytes of the retry and dead-letter topics: filled by ensure_topics at
+        # start-up, read again after a size error.
+        self.topic_limits: dict[str, int] = {}
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -85,11 +94,34 @@ class KafkaPublisher:
         try:
             await producer.send_and_wait(topic, value=value, key=key, headers=headers)
         except KafkaError as exc:
+            name = type(exc).__name__
+            if name in SIZE_ERRORS:
+                await self._learn_limit(topic)
+                return PublishResult(False, name, False, record_level=True)
+            if isinstance(exc, RECORD_ERRORS):
+                return PublishResult(False, name, bool(exc.retriable), record_level=True)
             if isinstance(exc, PRODUCER_ENDING_ERRORS) or _sender_ended(producer):
                 await self._replace(producer, exc)
-                return PublishResult(False, type(exc).__name__, True)
-            return PublishResult(False, type(exc).__name__, bool(exc.retriable))
+                return PublishResult(False, name, True)
+            return PublishResult(False, name, bool(exc.retriable))
         return ACKNOWLEDGED
+
+    def record_limit(self, topic: str) -> int:
+        return min(self.topic_limits.get(topic, MAX_REQUEST_BYTES), MAX_REQUEST_BYTES)
+
+    async def _learn_limit(self, topic: str) -> None:
+        """Read ``topic``'s max.message.bytes again: it may have changed since start-up."""
+        try:
+            limits = await asyncio.wait_for(topic_limits(self._config, [topic]), LEARN_TIMEOUT_S)
+        except (KafkaError, FatalError, TimeoutError) as exc:
+            self._log.warning(
+                "topic_limit_unreadable",
+                topic=topic,
+                error=type(exc).__name__,
+                note="the writer assumes a lower limit after each refusal",
+            )
+            return
+        self.topic_limits.update(limits)
 
     async def _replace(self, broken: AIOKafkaProducer, cause: KafkaError) -> None:
         """Swap in a new producer for one that can send no more, once for all the failed sends.
@@ -144,20 +176,27 @@ class KafkaPublisher:
 
 
 async def ensure_topics(
-    config: KafkaConfig, sources: Sequence[str], suffixes: Sequence[str]
+    config: KafkaConfig,
+    sources: Sequence[str],
+    suffixes: Sequence[str],
+    limits: dict[str, int] | None = None,
 ) -> list[str]:
     """Create ``<source><suffix>`` topics that are missing, and check the ones that exist.
 
     New topics get the source's partition count and room for 8 MB records. An existing one
     whose ``max.message.bytes`` is below ``MIN_MESSAGE_BYTES`` could never take some events,
-    so start-up stops naming it. Returns the names created. Raises ``FatalError`` (one line)
-    when the broker forbids or fails describing or creating them.
+    so start-up stops naming it. Each topic's ``max.message.bytes`` goes into ``limits`` (the
+    publisher's, which fits every record to it). Returns the names created. Raises
+    ``FatalError`` (one line) when the broker forbids or fails describing or creating them.
     """
     async with open_admin(config) as admin:
         try:
             created = await _create_missing(admin, sources, suffixes)
             derived = [f"{s}{suffix}" for s in sources for suffix in suffixes]
-            await _check_message_bytes(admin, [t for t in derived if t not in created])
+            found = await _check_message_bytes(admin, [t for t in derived if t not in created])
+            if limits is not None:
+                limits.update(dict.fromkeys(created, MAX_REQUEST_BYTES))
+                limits.update(found)
         except KafkaError as exc:
             raise FatalError(
                 f"cannot check or create the retry and dead-letter topics of "
@@ -208,15 +247,21 @@ async def _create_missing(
     return [t.name for t in new]
 
 
-async def _check_message_bytes(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> None:
-    """Refuse topics whose ``max.message.bytes`` cannot hold the largest event accepted."""
+async def topic_limits(config: KafkaConfig, topics: Sequence[str]) -> dict[str, int]:
+    """The ``max.message.bytes`` of ``topics`` that could be read."""
+    async with open_admin(config) as admin:
+        return await _message_bytes(admin, topics)
+
+
+async def _message_bytes(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> dict[str, int]:
+    """``max.message.bytes`` by topic; one that cannot be read is logged and left out."""
     if not topics:
-        return
+        return {}
     log = structlog.get_logger("forwarder.kafka")
     responses = await admin.describe_configs(
         [ConfigResource(ConfigResourceType.TOPIC, t, {"max.message.bytes": None}) for t in topics]
     )
-    too_small = []
+    found: dict[str, int] = {}
     for response in responses:
         for code, message, _kind, name, entries, *_ in response.resources:
             value = next((e[1] for e in entries if e[0] == "max.message.bytes"), None)
@@ -230,17 +275,25 @@ async def _check_message_bytes(admin: AIOKafkaAdminClient, topics: Sequence[str]
                     note=f"could not check that max.message.bytes >= {MIN_MESSAGE_BYTES}",
                 )
                 continue
-            if int(value) < MIN_MESSAGE_BYTES:
-                too_small.append(f"{name} ({value})")
+            found[name] = int(value)
+    return found
+
+
+async def _check_message_bytes(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> dict[str, int]:
+    """Refuse topics whose ``max.message.bytes`` cannot hold the largest event accepted;
+    return the limits read."""
+    found = await _message_bytes(admin, topics)
+    too_small = [f"{name} ({value})" for name, value in found.items() if value < MIN_MESSAGE_BYTES]
     if too_small:
         raise FatalError(
             f"topic max.message.bytes too small: {', '.join(sorted(too_small))}; the forwarder "
             f"accepts events of up to {MAX_BYTES_PER_EVENT} bytes and needs "
-            f"{MIN_MESSAGE_BYTES} per record on its retry and dead-letter topics (8388608 lets "
-            "the dead-letter topic keep even too-large events whole): raise it with "
-            "kafka-configs.sh --alter --entity-type topics --entity-name TOPIC "
-            "--add-config max.message.bytes=8388608"
+            f"{MIN_MESSAGE_BYTES} per record on its retry and dead-letter topics (a larger dead "
+            "letter is written compressed or cut to fit; 8388608 keeps events of up to 8 MB "
+            "whole): raise it with kafka-configs.sh --alter --entity-type topics "
+            "--entity-name TOPIC --add-config max.message.bytes=8388608"
         )
+    return found
 
 
 async def ensure_named_topics(config: KafkaConfig, names: Sequence[str], like: str) -> list[str]:

@@ -17,9 +17,9 @@ import httpx
 import orjson
 from httpx_aiohttp import AiohttpTransport
 
-from forwarder.adapters.http_sink import trust
+from forwarder.adapters.http_sink import retry_after_of, trust
 from forwarder.config import PersonalizationService, Secret
-from forwarder.core.backoff import parse_retry_after
+from forwarder.retry_after_report import Report, ignore
 
 MAX_BODY_BYTES = 1_000_000
 
@@ -49,7 +49,9 @@ def transport_error(exc: BaseException) -> str:
 
 
 class PersonalizationClient:
-    def __init__(self, service: PersonalizationService, api_key: Secret) -> None:
+    def __init__(
+        self, service: PersonalizationService, api_key: Secret, report: Report = ignore
+    ) -> None:
         pool = httpx.Limits(
             max_connections=service.max_in_flight,
             max_keepalive_connections=service.max_in_flight,
@@ -70,6 +72,8 @@ class PersonalizationClient:
         )
         self._path = service.path
         self._timeout_s = service.timeout_s
+        self._name = service.name
+        self._report = report
 
     async def call(self, body: dict[str, Any], *, test: bool = False) -> CallResult:
         """POST the body to the service (``/test`` with ``test``); never raises on I/O."""
@@ -87,7 +91,7 @@ class PersonalizationClient:
         return CallResult(
             status=response.status_code,
             body=content[:MAX_BODY_BYTES],
-            retry_after_s=parse_retry_after(response.headers.get("retry-after"), time.time()),
+            retry_after_s=retry_after_of(response.headers, self._name, self._report),
             elapsed_s=time.monotonic() - started,
         )
 

@@ -45,8 +45,11 @@ def trigger_of(
     context: Mapping[str, str],
     uuid: str,
     accepted_at: float,
+    seq: int = 0,
 ) -> Trigger | None:
-    """The trigger an accepted event makes; None when it carries no usable user id."""
+    """The trigger an accepted event makes; None when it carries no usable user id.
+
+    ``seq``: its place in the order the events were accepted (``Trigger.seq``)."""
     user = event.get(user_field)
     if type(user) is not str:
         if not isinstance(user, int) or isinstance(user, bool):
@@ -69,6 +72,7 @@ def trigger_of(
         uuid,
         when if type(when) is int else None,
         accepted_at,
+        seq,
     )
 
 

@@ -11,24 +11,41 @@ endpoint, and a ``Retry-After: 86400`` must not stop it for a day.
 from __future__ import annotations
 
 import email.utils
+import math
 from collections.abc import Callable
+
+# Longer than any wait a caller honours (retry.max_retry_after_s is at most an hour): a
+# 400-digit value must still be a finite number.
+MAX_RETRY_AFTER_S = 10.0**9
+
+
+def read_retry_after(value: str | None, now: float) -> tuple[float | None, bool]:
+    """``Retry-After`` as (seconds, unreadable): delta seconds or an HTTP date; never raises.
+
+    ``(None, False)``: absent. ``(None, True)``: present but neither form, which the caller
+    counts and logs; the answer is then handled as if it had none. Digits are ASCII digits
+    only (``"²".isdigit()`` is true and ``float("²")`` raises). A date already past means now
+    (0). ``now`` is epoch seconds.
+    """
+    if not value:
+        return None, False
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S), False
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        seconds = when.timestamp() - now
+    except (TypeError, ValueError, OverflowError, IndexError):
+        # What the standard library raises for text that is not a date, or one out of range.
+        return None, True
+    if math.isnan(seconds):
+        return None, True
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S), False
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds from ``Retry-After``: delta seconds or an HTTP date; None when absent or bad.
-
-    A date already past means now (0). ``now`` is epoch seconds.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
+    """Seconds from ``Retry-After``, or None when absent or unreadable (see ``read_retry_after``)."""
+    return read_retry_after(value, now)[0]
 
 
 def backoff_s(

@@ -7,12 +7,15 @@ decided here.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from forwarder.core import fitting
 from forwarder.core import headers as h
 from forwarder.core.records import RecordLike
 
@@ -29,6 +32,16 @@ class DeadLetter:
     failed_at: datetime | None
     original_topic: str
     replay_count: int
+    # How the record was made to fit its topic (forwarder.core.fitting): "" when written whole.
+    fitted: str = ""
+    original_bytes: int | None = None
+    original_sha256: str = ""
+
+    @property
+    def truncated(self) -> bool:
+        """The value was cut (or the producer's headers or key dropped): only the original,
+        read again from its source coordinates, may be replayed."""
+        return self.fitted == fitting.TRUNCATED
 
 
 def _text(headers: Sequence[tuple[str, bytes]], name: str) -> str | None:
@@ -70,6 +83,44 @@ def parse(record: RecordLike) -> DeadLetter | None:
         failed_at=failed_at,
         original_topic=original,
         replay_count=_int(_text(headers, h.REPLAY_COUNT)) or 0,
+        fitted=_fitted(headers),
+        original_bytes=_int(_text(headers, fitting.VALUE_ORIGINAL_BYTES)),
+        original_sha256=_text(headers, fitting.VALUE_SHA256) or "",
+    )
+
+
+def _fitted(headers: Sequence[tuple[str, bytes]]) -> str:
+    if h.header_value(headers, fitting.VALUE_TRUNCATED) is not None:
+        return fitting.TRUNCATED
+    if (
+        h.header_value(headers, fitting.HEADERS_DROPPED) is not None
+        or h.header_value(headers, fitting.KEY_TRUNCATED) is not None
+    ):
+        return fitting.TRUNCATED  # the value is whole, the producer's headers or key are not
+    if h.header_value(headers, fitting.VALUE_ENCODING) is not None:
+        return fitting.COMPRESSED
+    return ""
+
+
+def stored_value(record: RecordLike, letter: DeadLetter) -> bytes | None:
+    """The original value a dead letter holds: its value, uncompressed if it was compressed to
+    fit. None for a cut one, or one whose bytes do not match its SHA-256 (never replayed)."""
+    if letter.truncated:
+        return None
+    if letter.fitted != fitting.COMPRESSED:
+        return record.value
+    try:
+        value = zlib.decompressobj(wbits=31).decompress(record.value or b"")
+    except zlib.error:
+        return None
+    return value if matches(value, letter) else None
+
+
+def matches(value: bytes | None, letter: DeadLetter) -> bool:
+    """Whether ``value`` is the original a fitted dead letter names (by size and SHA-256)."""
+    data = value or b""
+    return (letter.original_bytes in (None, len(data))) and (
+        not letter.original_sha256 or hashlib.sha256(data).hexdigest() == letter.original_sha256
     )
 
 
@@ -129,21 +180,34 @@ def progress_group(
 
 
 def replay_headers(
-    record: RecordLike, letter: DeadLetter, dlq_topic: str
+    record: RecordLike,
+    letter: DeadLetter,
+    dlq_topic: str,
+    original: RecordLike | None = None,
 ) -> list[tuple[str, bytes]]:
     """The headers of a replayed record: the producer's own and the origin, no error headers.
 
     The ``forwarder.original.*`` headers stay, so the event keeps the ``uuid`` of its first
-    delivery attempt even when it has no ``event_id``.
+    delivery attempt even when it has no ``event_id``. ``original``: the source record read
+    again for a cut dead letter, whose producer headers are taken instead (the dead letter
+    may have lost them to fit).
     """
     keep = (h.ORIGINAL_TOPIC, h.ORIGINAL_PARTITION, h.ORIGINAL_OFFSET, h.ORIGINAL_TIMESTAMP)
-    out = [(k, v) for k, v in (record.headers or ()) if not k.startswith(h.PREFIX) or k in keep]
+    if original is not None:
+        own = [(k, v) for k, v in (original.headers or ()) if not k.startswith(h.PREFIX)]
+        out = own + [(k, v) for k, v in (record.headers or ()) if k in keep]
+    else:
+        out = [(k, v) for k, v in (record.headers or ()) if not k.startswith(h.PREFIX) or k in keep]
     out.append((h.REPLAYED_FROM, f"{dlq_topic}/{record.partition}/{record.offset}".encode()))
     out.append((h.REPLAY_COUNT, str(letter.replay_count + 1).encode()))
     return out
 
 
-def sample(value: bytes | None) -> str:
+def sample(value: bytes | None, letter: DeadLetter | None = None) -> str:
+    if letter is not None and letter.fitted == fitting.COMPRESSED:
+        # The start of the original, not gzip's bytes; a damaged one is shown as stored.
+        with contextlib.suppress(zlib.error):
+            value = zlib.decompressobj(wbits=31).decompress(value or b"", SAMPLE_CHARS * 4)
     text = (value or b"").decode("utf-8", "replace")
     return text if len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 3] + "..."
 
@@ -154,6 +218,7 @@ GroupKey = tuple[str, str, str, str]
 @dataclass
 class Group:
     count: int = 0
+    truncated: int = 0  # cut to fit the topic: replayed from the source while it retains them
     oldest: datetime | None = None
     newest: datetime | None = None
     samples: list[str] = field(default_factory=list)
@@ -167,6 +232,8 @@ class Stats:
         self.groups: dict[GroupKey, Group] = {}
         self.total = 0
         self.foreign = 0  # records without the forwarder's headers
+        self.truncated = 0  # cut to fit the dead-letter topic (forwarder.value.truncated)
+        self.compressed = 0  # compressed whole to fit it (forwarder.value.encoding)
 
     def add(self, letter: DeadLetter | None, value: bytes | None) -> None:
         self.total += 1
@@ -176,16 +243,23 @@ class Stats:
         key = (letter.reason, _label(letter.status), _label(letter.code), letter.destination)
         group = self.groups.setdefault(key, Group())
         group.count += 1
+        if letter.truncated:
+            group.truncated += 1
+            self.truncated += 1
+        elif letter.fitted == fitting.COMPRESSED:
+            self.compressed += 1
         if letter.failed_at is not None:
             group.oldest = min(group.oldest or letter.failed_at, letter.failed_at)
             group.newest = max(group.newest or letter.failed_at, letter.failed_at)
         if len(group.samples) < self.samples:
-            group.samples.append(sample(value))
+            group.samples.append(sample(value, letter))
 
     def as_json(self) -> dict[str, Any]:
         return {
             "total": self.total,
             "without_forwarder_headers": self.foreign,
+            "truncated": self.truncated,
+            "compressed": self.compressed,
             "groups": [
                 {
                     "reason": k[0],
@@ -193,6 +267,7 @@ class Stats:
                     "code": _int(k[2]),
                     "destination": k[3] or None,
                     "count": g.count,
+                    "truncated": g.truncated,
                     "oldest_failed_at": g.oldest.isoformat() if g.oldest else None,
                     "newest_failed_at": g.newest.isoformat() if g.newest else None,
                     "samples": g.samples,

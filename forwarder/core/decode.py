@@ -52,6 +52,7 @@ _JSON_TYPES = {
     "float": "number",
     "bool": "boolean",
     "NoneType": "null",
+    "dict": "object",
 }
 # A fixed namespace so every replica, version and replay derives the same uuid.
 UUID_NAMESPACE = uuid.UUID("6f1c9a52-4d0e-5b8a-9f57-2a3c1e7d9b40")

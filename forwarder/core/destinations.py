@@ -25,15 +25,20 @@ class Destinations:
         self.degraded_after_s = degraded_after_s
         self._worked_at: dict[str, float] = {}  # last answer showing the destination working
         self._failing_from: dict[str, float] = {}  # send time of its run's first failed request
+        self._failing_batches: dict[str, set[str]] = {}  # batches failed in its run (two suffice)
         self.worked_at = -math.inf  # last working answer of any destination
 
     def working(self, destination: str, now: float) -> None:
         self._worked_at[destination] = now
         self._failing_from.pop(destination, None)
+        self._failing_batches.pop(destination, None)
         self.worked_at = now
 
-    def failed(self, destination: str, sent_at: float) -> None:
+    def failed(self, destination: str, sent_at: float, batch: str = "") -> None:
         self._failing_from.setdefault(destination, sent_at)
+        batches = self._failing_batches.setdefault(destination, set())
+        if len(batches) < 2:
+            batches.add(batch)
 
     def worked_since(self, destination: str, moment: float) -> bool:
         """Whether a request to ``destination`` was answered as working at or after ``moment``."""
@@ -44,9 +49,10 @@ class Destinations:
         return destination in self._failing_from
 
     def degraded(self, destination: str) -> bool:
-        """Failing for ``degraded_after_s`` while another destination worked after that."""
+        """Failing, from two batches or more, for ``degraded_after_s`` while another
+        destination worked after that."""
         since = self._failing_from.get(destination)
-        if since is None:
+        if since is None or len(self._failing_batches[destination]) < 2:
             return False
         solid = since + self.degraded_after_s
         return any(at >= solid for other, at in self._worked_at.items() if other != destination)

@@ -44,6 +44,7 @@ class Job:
     # Its events were shown to fail on their own (split off while other batches to the table
     # were accepted, or back from a retry tier): its failures are no sign of an outage.
     suspect: bool = False
+    halved: bool = False  # a half of a split batch
     probed: int = 0  # when it was last a probe (the dispatcher's probe count then; 0: never)
     id: int = field(default_factory=lambda: next(_ids))
 

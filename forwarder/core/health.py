@@ -4,8 +4,8 @@ A pure state machine (time passed in, monotonic seconds) fed with the outcome of
 to one endpoint. A fault is charged to the smallest scope that explains it (event, batch,
 destination, endpoint), and only that scope slows down. This machine holds the two widest:
 
-- **Destinations** (``forwarder.core.destinations``): a ``database.table`` whose requests have
-  failed for ``down_after_s`` while another's succeed is *degraded*; its failures are its own
+- **Destinations** (``forwarder.core.destinations``): a ``database.table`` whose requests, from
+  two batches or more, have failed for ``down_after_s`` while another's succeed is *degraded*; its failures are its own
   and never count towards an outage of the endpoint. A failure sent before something worked
   is no sign of an outage either.
 - **The endpoint** (``healthy`` / ``degraded`` / ``down`` / ``paused``): ``degraded`` after one
@@ -132,7 +132,7 @@ class EndpointHealth:
             self.cause, self.cause_code = cause, code
             return
         # FAILED
-        self.destinations.failed(destination, sent)
+        self.destinations.failed(destination, sent, batch)
         if sent < self.destinations.worked_at and not self.blocked:
             return  # something worked after it was sent: no sign of an outage
         if self.blocked:

@@ -29,6 +29,9 @@ class Trigger(NamedTuple):
     uuid: str
     time: int | None
     accepted_at: float  # monotonic seconds when the ingest endpoint accepted the event
+    # The order the ingest endpoint accepted the trigger events in (per service): which of two
+    # triggers of a user is the newer, whichever answer comes back first.
+    seq: int = 0
 
     @property
     def request_key(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
@@ -77,3 +80,36 @@ class LatestWinsQueue:
         count = len(self._pending)
         self._pending.clear()
         return count
+
+
+class PublishedOrder:
+    """Per user, the newest trigger whose answer was handed to the output topic (pure).
+
+    Answers come back out of order (a call retried through 500s, a cached answer going out
+    while an older call is in flight), so the runner publishes an answer only if no newer
+    trigger of its user was published: *newer* by ``Trigger.seq``, the order the ingest
+    endpoint accepted the trigger events in, neither their Kafka positions (not comparable
+    across partitions and retry tiers) nor their ``time`` (the producer's clock). The last
+    ``max_users`` users are remembered (least recently published out first): an answer older
+    than that many other users' answers is the only one that could slip through.
+    """
+
+    def __init__(self, max_users: int) -> None:
+        self.max_users = max_users
+        self._last: OrderedDict[str, int] = OrderedDict()
+
+    def admit(self, user_id: str, seq: int) -> bool:
+        """True, and remembered, unless a newer trigger of the user was published already."""
+        last = self._last.get(user_id)
+        if last is not None and seq < last:
+            return False
+        self._last[user_id] = seq
+        self._last.move_to_end(user_id)
+        if len(self._last) > self.max_users:
+            self._last.popitem(last=False)
+        return True
+
+    def superseded(self, user_id: str, seq: int) -> bool:
+        """Whether a newer trigger of the user was published since this one was admitted."""
+        last = self._last.get(user_id)
+        return last is not None and last > seq

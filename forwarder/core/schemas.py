@@ -122,7 +122,13 @@ class SchemaRegistry:
         event_type = event.get("event_type")
         validator = self._validators.get(event_type) if isinstance(event_type, str) else None
         if validator is None:
-            shown = repr(event_type)[:60] if event_type is not None else "missing"
+            # Named in JSON terms, never Python's (None, True, 'text', NoneType).
+            if "event_type" not in event:
+                shown = "missing"
+            elif isinstance(event_type, str):
+                shown = orjson.dumps(event_type).decode()[:60]
+            else:
+                shown = f"a JSON {json_type(event_type)}"
             return ValidationFailure(
                 "unknown_event_type",
                 "/event_type",

@@ -20,6 +20,12 @@ def retry_topic(source: str, tier: int) -> str:
     return f"{source}.retry.{tier}"
 
 
+def source_of_tier(topic: str) -> str | None:
+    """The source whose retry tier ``topic`` is named as, or None for another name."""
+    source, sep, number = topic.rpartition(".retry.")
+    return source if sep and source and number.isdigit() else None
+
+
 @dataclass(frozen=True, slots=True)
 class TopicRole:
     """What a consumed topic is: a source (tier 0) or retry tier ``tier`` of ``source``."""

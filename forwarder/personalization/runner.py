@@ -3,7 +3,8 @@
 A trigger whose answer is cached skips the queue (still latest-wins per user). Workers publish
 those first, then take the next queued trigger and answer it from the cache, from an identical
 request in flight (single flight), or by calling the service under the two-level rate limit:
-one record per trigger. Failures:
+one record per trigger, written latest-wins per user (``forwarder.personalization.output``: an
+answer older than one already written for its user is dropped). Failures:
 
 - 429: nothing goes to this service before ``Retry-After`` (the limiter is blocked), then the
   trigger is tried again, as long as it is younger than ``max_age_s``;
@@ -19,7 +20,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -27,10 +28,8 @@ from forwarder.adapters.personalization_client import CallResult, Personalizatio
 from forwarder.config import PersonalizationService, Secret
 from forwarder.core.activation_records import (
     Answer,
-    BoundedLabels,
     CallError,
     error_of,
-    output_record,
     parse_answer,
     request_body,
     trigger_of,
@@ -41,19 +40,26 @@ from forwarder.core.rate_reserve import ReserveLimiter
 from forwarder.core.service_health import Change, ServiceHealth
 from forwarder.core.ttl_cache import TtlLruCache
 from forwarder.metrics import Metrics
+from forwarder.personalization.output import AnswerOutput
 from forwarder.ports import Publisher
+from forwarder.retry_after_report import RetryAfterReport
 
 ATTEMPTS = 3
 BACKOFF_INITIAL_S = 0.2
 BACKOFF_MAX_S = 2.0
 MAX_THROTTLED = 20  # 429s for one trigger before its fallback (max_age_s usually ends it first)
-SECTION_LABELS = 20
-PUBLISH_SLOTS = 256
-PUBLISH_ATTEMPTS = 5  # retriable write errors of the output topic, 0.2 s doubling
 KNOWN_STATUSES = frozenset((200, 400, 401, 403, 404, 429, 500, 502, 503, 504))
 Key = tuple[str, tuple[tuple[str, Any], ...]]
 # What a call ends with: an answer, an error (fallback), or None (publish nothing).
 Outcome = Answer | CallError | None
+
+
+class Client(Protocol):
+    """What the runner calls the service through (``PersonalizationClient``)."""
+
+    async def call(self, body: dict[str, Any], *, test: bool = False) -> CallResult: ...
+
+    async def aclose(self) -> None: ...
 
 
 def status_label(result: CallResult) -> str:
@@ -82,7 +88,6 @@ class ServiceRunner:
         self.name = service.name
         self.triggers = frozenset(service.triggers)
         self._api_key = api_key
-        self._publisher = publisher
         self._metrics = metrics
         self._rng = rng
         self._log = structlog.get_logger("forwarder.personalization").bind(service=self.name)
@@ -95,18 +100,19 @@ class ServiceRunner:
             service.requests_per_second, service.burst_per_second, service.burst_seconds, 0.0
         )
         self.health = health or ServiceHealth()
-        self._sections = BoundedLabels(SECTION_LABELS)
         self._flights: dict[Key, asyncio.Future[tuple[Outcome, float, float]]] = {}
         self._wake = asyncio.Event()
-        self._publish_slots = asyncio.Semaphore(PUBLISH_SLOTS)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._client: PersonalizationClient | None = None
+        self._client: Client | None = None
         self._probing = False
         self._user_field = service.user_field
         self._context = service.context
         self._dropped: dict[str, Any] = {}
         self._batch_drops: dict[str, int] = {}
         self._ready: OrderedDict[str, tuple[Trigger, Answer]] = OrderedDict()
+        self._seq = 0  # the order triggers were accepted in: Trigger.seq
+        self._output = AnswerOutput(service, publisher, metrics, self._drop, self._spawn)
+        self._publish = self._output.publish
         self._queue_gauge = metrics.p13n_queue.labels(self.name)
         metrics.p13n_misconfigured.labels(self.name).set(0)
 
@@ -114,7 +120,8 @@ class ServiceRunner:
 
     def offer(self, event: Mapping[str, Any], uuid: str, now: float) -> None:
         """Queue a trigger from an accepted event; never blocks, never calls out."""
-        trigger = trigger_of(event, self._user_field, self._context, uuid, now)
+        self._seq += 1
+        trigger = trigger_of(event, self._user_field, self._context, uuid, now, self._seq)
         if trigger is None:
             cause: str | None = "no_user"
         elif self.health.misconfigured:
@@ -161,8 +168,11 @@ class ServiceRunner:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
-        self._client = PersonalizationClient(self.service, self._api_key)
+    def start(self, client: Client | None = None) -> None:
+        """Start the workers, calling the service through ``client`` (a test's) or a real one."""
+        self._client = client or PersonalizationClient(
+            self.service, self._api_key, RetryAfterReport(self._metrics)
+        )
         for _ in range(self.service.max_in_flight):
             self._spawn(self._worker())
 
@@ -256,7 +266,9 @@ class ServiceRunner:
             result = await self._request(trigger)
             latency_ms = (time.monotonic() - started) * 1000
             if result.status == 200:
-                self.health.observe(200)
+                if self.health.observe(200) is Change.LEFT:
+                    # Another worker's 401 made it misconfigured while this call was in flight.
+                    self._resumed()
                 answer = parse_answer(result.body)
                 if isinstance(answer, Answer):
                     self.cache.put(trigger.request_key, answer, time.monotonic())
@@ -282,9 +294,13 @@ class ServiceRunner:
                     tries=tries,
                 )
                 return error, requested_at, latency_ms
+            # A 503's Retry-After is honoured as a 429's is: capped, a day must not stall a worker.
+            retry_after = result.retry_after_s
+            if retry_after is not None:
+                retry_after = min(retry_after, self._max_retry_after_s)
             await asyncio.sleep(
                 retry_delay_s(
-                    tries, BACKOFF_INITIAL_S, BACKOFF_MAX_S, self._rng.uniform, result.retry_after_s
+                    tries, BACKOFF_INITIAL_S, BACKOFF_MAX_S, self._rng.uniform, retry_after
                 )
             )
 
@@ -346,48 +362,6 @@ class ServiceRunner:
                     self._log_misconfigured(result)
         finally:
             self._probing = False
-
-    # ------------------------------------------------------------ output
-
-    async def _publish(
-        self,
-        trigger: Trigger,
-        answer: Answer | None,
-        source: str,
-        requested_at: float,
-        latency_ms: float,
-        error: CallError | None,
-    ) -> None:
-        value = output_record(
-            trigger, answer, source, requested_at, latency_ms, error, self.service.fallback_outputs
-        )
-        section = "fallback" if answer is None else answer.section
-        self._metrics.p13n_sections.labels(self.name, self._sections.label(section)).inc()
-        # The slot is taken here, so a slow broker slows the workers, not memory.
-        await self._publish_slots.acquire()
-        self._spawn(self._send(trigger.user_id.encode(), value, source))
-
-    async def _send(self, key: bytes, value: bytes, source: str) -> None:
-        try:
-            # A derived stream: retriable errors are retried a few times, then the answer is
-            # dropped visibly (the trigger event itself was delivered and is not at stake).
-            for attempt in range(PUBLISH_ATTEMPTS):
-                result = await self._publisher.publish(self.service.topic, key, value, [])
-                if result.acknowledged:
-                    self._metrics.p13n_published.labels(self.name, source).inc()
-                    return
-                if not result.retriable or attempt == PUBLISH_ATTEMPTS - 1:
-                    break
-                await asyncio.sleep(0.2 * 2**attempt)
-            self._metrics.p13n_dropped.labels(self.name, "publish_failed").inc()
-            self._log.warning(
-                "personalization_publish_failed",
-                topic=self.service.topic,
-                error=result.error,
-                retriable=result.retriable,
-            )
-        finally:
-            self._publish_slots.release()
 
     def readiness_note(self) -> str | None:
         if self.health.misconfigured:

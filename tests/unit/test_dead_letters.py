@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+from forwarder.core import dead_letters as dl
 from forwarder.core.dead_letters import Selection, progress_group
 
 BASE = "forwarder.replay"
@@ -31,3 +33,45 @@ def test_every_option_that_changes_what_is_replayed_where_gets_its_own_group() -
     ]
     assert len(set(groups)) == len(groups), groups
     assert groups[0] == f"{BASE}.all"
+
+
+def _letter(value: bytes, limit: int, carried: list[tuple[str, bytes]] | None = None) -> Any:
+    from forwarder.core.fitting import fit
+    from forwarder.core.headers import Failure, dead_letter_headers
+    from tests.fakes import FakeRecord
+
+    source = FakeRecord("clicks", 2, 40, 1_700_000_000_000, b"k", value, tuple(carried or ()))
+    headers = dead_letter_headers(
+        source, Failure("too_large", "big"), attempts=0, destination=None, now=1_780_000_000.0
+    )
+    fitted = fit(limit, source.key, source.value, headers)
+    assert fitted is not None
+    stored = FakeRecord("clicks.dlq", 0, 5, 0, fitted.key, fitted.value, tuple(fitted.headers))
+    return source, stored, dl.parse(stored)
+
+
+def test_a_cut_dead_letter_is_counted_and_never_holds_a_replayable_value() -> None:
+    import os
+
+    source, stored, letter = _letter(os.urandom(20_000), 5_000, [("trace", b"t1")])
+    assert letter.truncated and letter.original_bytes == 20_000
+    assert dl.stored_value(stored, letter) is None
+    assert dl.matches(source.value, letter) and not dl.matches(source.value[:-1], letter)
+    stats = dl.Stats()
+    stats.add(letter, stored.value)
+    assert stats.truncated == 1 and stats.as_json()["groups"][0]["truncated"] == 1
+    # Replayed from the source record read again: its own headers and the origin.
+    headers = dict(dl.replay_headers(stored, letter, "clicks.dlq", source))
+    assert headers["trace"] == b"t1" and headers["forwarder.original.offset"] == b"40"
+    assert "forwarder.value.truncated" not in headers
+
+
+def test_a_compressed_dead_letter_holds_its_original() -> None:
+    value = b'{"note": "' + b"x" * 20_000 + b'"}'
+    _source, stored, letter = _letter(value, 5_000)
+    assert not letter.truncated
+    assert dl.stored_value(stored, letter) == value
+    stats = dl.Stats()
+    stats.add(letter, stored.value)
+    assert stats.compressed == 1
+    assert stats.as_json()["groups"][0]["samples"][0].startswith('{"note": "xxx')

@@ -134,3 +134,19 @@ async def test_unreadable_topic_configs_are_logged_not_fatal(admin: FakeAdmin) -
     with structlog.testing.capture_logs() as logs:
         assert await _ensure() == []
     assert [e["event"] for e in logs] == ["topic_config_unreadable"] * 2
+
+
+async def test_the_limits_of_the_topics_go_to_the_publisher(admin: FakeAdmin) -> None:
+    admin.existing["clicks.dlq"] = 1_048_588
+    publisher = kafka_publisher.KafkaPublisher(KafkaConfig())
+    try:
+        created = await ensure_topics(KafkaConfig(), ["clicks"], SUFFIXES, publisher.topic_limits)
+        assert created == ["clicks.retry.1"]
+        assert publisher.record_limit("clicks.dlq") == 1_048_588
+        assert publisher.record_limit("clicks.retry.1") == kafka_publisher.MAX_REQUEST_BYTES
+        # A topic changed later is read again after a size error.
+        admin.existing["clicks.dlq"] = 600_000
+        await publisher._learn_limit("clicks.dlq")
+        assert publisher.record_limit("clicks.dlq") == 600_000
+    finally:
+        await publisher.stop()

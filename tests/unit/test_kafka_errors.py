@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaConnectionError, RequestTimedOutError
 from forwarder.adapters.kafka_source import KafkaSource
 from forwarder.kafka_errors import KafkaErrors
 from forwarder.metrics import Metrics
+from forwarder.ports import PublishResult
 from tests.harness import Harness, harness_config
 
 
@@ -92,5 +93,26 @@ def test_readiness_says_when_the_producer_cannot_reach_kafka_and_recovers() -> N
         assert h.readiness() == (False, "producer: the producer cannot reach any broker")
         h.publisher.unreachable = ""
         h.run_until(lambda: h.readiness()[0], 15, "ready again")
+    finally:
+        h.stop()
+
+
+def test_readiness_learns_of_a_failing_producer_when_a_write_fails_not_on_the_poll() -> None:
+    """Issue 27 item 6: /readyz looked at the producer every 10 s only."""
+    h = Harness(seed=9)
+    try:
+        h.start()
+        h.run_until(lambda: h.readiness()[0], 10, "ready")
+        h.run_for(1.0)  # just after a periodic check: the next is 9 s away
+        h.publisher.unreachable = "the producer cannot reach any broker"
+        h.publisher.failure = PublishResult(False, "KafkaConnectionError", True)
+        h.produce(3, malformed_every=1)  # dead letters to write, which fail
+        took = h.run_until(lambda: not h.readiness()[0], 10, "not ready", step=0.05)
+        assert took <= 1.0, took
+        assert h.readiness() == (False, "producer: the producer cannot reach any broker")
+        h.publisher.unreachable = ""
+        h.publisher.failure = None
+        took = h.run_until(lambda: h.readiness()[0], 10, "ready again", step=0.05)
+        assert took <= 1.0, took
     finally:
         h.stop()

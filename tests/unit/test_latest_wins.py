@@ -52,3 +52,15 @@ def test_identical_requests_share_a_key_and_other_context_does_not() -> None:
     other = Trigger("a", (("page_url", "/q"),), "page_view", "3", "u3", None, 0.0)
     assert one.request_key == two.request_key
     assert one.request_key != other.request_key
+
+
+def test_published_order_refuses_an_older_trigger_of_the_same_user_only() -> None:
+    from forwarder.core.latest_wins import PublishedOrder
+
+    order = PublishedOrder(max_users=2)
+    assert order.admit("a", 2)
+    assert not order.admit("a", 1)  # an older trigger of a, answered after a newer one
+    assert order.admit("b", 1)  # other users are not compared
+    assert order.superseded("a", 1) and not order.superseded("a", 2)
+    assert order.admit("c", 5)  # a, the least recently published, is forgotten (bounded)
+    assert order.admit("a", 1)

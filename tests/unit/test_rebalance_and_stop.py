@@ -97,3 +97,64 @@ async def _wait(h: Harness, timeout: float) -> None:
 
     assert h.task is not None
     await asyncio.wait_for(asyncio.shield(h.task), timeout)
+
+
+def _committed_to_end(h: Harness, partitions: range) -> bool:
+    return all(
+        h.broker.committed.get(TopicPartition(TOPIC, p), 0) == len(h.broker.log(TOPIC, p))
+        for p in partitions
+    )
+
+
+def test_records_fetched_just_before_their_partition_is_revoked_are_dropped() -> None:
+    """Issue 27 item 2: ``getmany`` returns records, the revoke runs straight through (nothing
+    pending) and forgets the partition, then the loop takes the records. Tracked, they made
+    every later commit name a partition this member no longer owns, which aiokafka refuses
+    (IllegalStateError) for all partitions, until a restart."""
+    h = Harness(seed=5)
+    try:
+        h.start()
+        h.produce(60)
+        given = TopicPartition(TOPIC, 0)
+        h.source.rebalance({given}, give_away=True, late=True)
+        h.run_until(lambda: _committed_to_end(h, range(1, 3)), 30, "partitions 1, 2 committed")
+        assert given not in h.pipeline._tracker.partitions
+        assert h.broker.committed.get(given, 0) == 0, "committed by a member that gave it away"
+        refused = h.pipeline.metrics.registry.get_sample_value(
+            "forwarder_kafka_errors_total", {"operation": "commit", "error": "IllegalStateError"}
+        )
+        assert not refused
+        dropped = h.pipeline.metrics.registry.get_sample_value(
+            "forwarder_records_dropped_unassigned_total", {"topic": TOPIC}
+        )
+        assert dropped == 20
+        # The partition comes back: read again from its last commit, nothing is lost.
+        h.source.take_back()
+        h.run_until(h.all_finished, 60, "every record delivered and committed")
+    finally:
+        h.stop()
+
+
+async def test_a_commit_names_only_assigned_partitions() -> None:
+    from forwarder.committer import Committer
+    from forwarder.core.offsets import OffsetTracker
+    from forwarder.kafka_errors import KafkaErrors
+    from forwarder.metrics import Metrics
+    from tests.fakes import FakeBroker, FakeSource
+
+    broker = FakeBroker(partitions=2)
+    source = FakeSource(broker)
+    tracker = OffsetTracker(100)
+    metrics = Metrics()
+    committer = Committer(tracker, source, metrics, KafkaErrors(metrics), lambda: 0.0)
+    owned, lost = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+    source._assigned = {owned}  # the other one went to another member without a revoke here
+    for tp in (owned, lost):
+        tracker.add(tp, 0)
+        tracker.done(tp, 0)
+    assert await committer.commit()
+    assert broker.committed == {owned: 1}
+    skipped = metrics.registry.get_sample_value(
+        "forwarder_kafka_errors_total", {"operation": "commit", "error": "NotAssigned"}
+    )
+    assert skipped == 1

@@ -124,3 +124,23 @@ def test_validate_lines_reports_each_bad_line() -> None:
     assert failures[2].path == "/timestamp"
     assert failures[3].detail == "a JSON null, not an object"
     assert '"query"' in failures[4].detail
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        (b'{"event_type": null}', "a JSON null"),
+        (b'{"event_type": true}', "a JSON boolean"),
+        (b'{"event_type": 1.5}', "a JSON number"),
+        (b'{"event_type": {"a": null}}', "a JSON object"),
+        (b'{"event_type": ["page_view"]}', "a JSON array"),
+        (b'{"event_type": "nope"}', '"nope"'),
+        (b'{"user_id": "u"}', "missing"),
+    ],
+)
+def test_an_unknown_event_type_is_named_in_json_terms(line: bytes, shown: str) -> None:
+    (failure,) = validate_lines([line], REGISTRY)
+    assert failure.reason == "unknown_event_type"
+    assert failure.detail.startswith(f"/event_type: {shown} is not one of add_to_cart, ")
+    for python_name in ("None", "True", "NoneType", "dict", "'"):
+        assert python_name not in failure.detail
