@@ -43,11 +43,12 @@ from forwarder.committer import Committer
 from forwarder.config import REVOKE_COMMIT_MS, Config
 from forwarder.core.batcher import Batcher
 from forwarder.core.classify import Policy
-from forwarder.core.decode import Decoder, Event, Validator
+from forwarder.core.decode import Decoder, Event
 from forwarder.core.headers import Failure, attempts_of
 from forwarder.core.health import EndpointHealth, HealthSettings, State
 from forwarder.core.offsets import OffsetTracker
 from forwarder.core.records import RecordLike
+from forwarder.core.schemas import SchemaRegistry
 from forwarder.core.token_bucket import TokenBucket
 from forwarder.core.topics import TopicMap
 from forwarder.delivery import Delivery
@@ -58,6 +59,7 @@ from forwarder.lag import LagObserver
 from forwarder.limiter import Limiter
 from forwarder.metrics import Metrics
 from forwarder.personalization import Activation
+from forwarder.schema_gate import SchemaGate
 from forwarder.workers import Workers
 
 __all__ = ["Adapters", "Pipeline"]
@@ -76,7 +78,7 @@ class Pipeline:
     def __init__(
         self,
         config: Config,
-        validator: Validator,
+        validator: SchemaRegistry,
         *,
         policy: Policy | None = None,
         metrics: Metrics | None = None,
@@ -95,7 +97,6 @@ class Pipeline:
         io = adapters or Adapters.real(config, self.topics, transport, self.kafka_errors.report)
         self._prepare = io.prepare
         self._existing_topics = io.existing_topics
-        self._decoder = Decoder(validator, config.destination_for)
         self._batcher = Batcher(
             config.batch.max_events, config.batch.max_bytes, config.batch.linger_ms / 1000
         )
@@ -139,6 +140,9 @@ class Pipeline:
         self._workers = Workers(self._delivery, self.metrics)
         self._queue = self._workers.queue
         self._spawn = self._workers.spawn
+        # Framed events' schema ids are looked up before their fetch is decoded.
+        self._schemas = SchemaGate.of(config, validator, io, self.metrics, self._spawn, self._now)
+        self._decoder = Decoder(validator, config.destination_for, self._schemas.writers)
         self._commits: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._flow = FlowControl(self._source, self._tracker, self.metrics)
@@ -171,6 +175,9 @@ class Pipeline:
             return False, "cannot write " + "; ".join(unwritable)
         if self._producer_problem:
             return False, f"producer: {self._producer_problem}"
+        registry = self._schemas.unready(self._now())
+        if registry:
+            return False, registry
         return True, "ready" + self.activation.readiness_note()
 
     def _unwritable_topics(self) -> list[str]:
@@ -239,6 +246,7 @@ class Pipeline:
         await self._bounded("personalization_stop", self.activation.stop(), deadline)
         await self._bounded("producer_stop", self._publisher.stop(), deadline)
         await self._workers.stop_side_tasks()
+        await self._schemas.aclose()
         await self._sink.aclose()
         self._log.info("pipeline_stopped", drained=drained)
 
@@ -281,7 +289,7 @@ class Pipeline:
                         self._take(tp, records, now)
                 for batch in self._batcher.due(now):
                     self._queue.put_nowait(batch)
-                self._flow.control(now, stop_all=self._stop_fetching())
+                self._flow.control(now, stop_all=self._stop_fetching(), hold=self._schemas.waiting)
                 if now >= next_observe:
                     next_observe = now + observe_every
                     self._lag.observe(now)
@@ -314,6 +322,7 @@ class Pipeline:
         role = self.topics.role(tp.topic)
         if role.tier:
             records = self._flow.due_records(tp, records, now, int(self._wall() * 1000))
+        records = self._schemas.admit(tp, records, now)
         self._tracker.add_all(tp, records, int(self._wall() * 1000))
         self.metrics.consumed.labels(role.source).inc(len(records))
         decode = self._decoder.decode
@@ -385,6 +394,7 @@ class Pipeline:
             )
         self._tracker.forget(revoked)
         self._flow.forget(revoked)
+        self._schemas.forget(revoked)
         self._lag.forget(revoked)
         self._log.info(
             "partitions_revoked", partitions=sorted(f"{tp.topic}-{tp.partition}" for tp in revoked)

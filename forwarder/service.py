@@ -36,6 +36,7 @@ def secrets_of(config: Config) -> list[str]:
         k.ssl_key_password,
         k.oauth_client_secret,
         config.personalization.api_key,
+        config.registry.password,
     ]
     return [s.reveal() for s in values if s]
 

@@ -18,6 +18,7 @@ from forwarder.config._model import (
     TOPIC,
     Config,
     KafkaConfig,
+    RegistryConfig,
 )
 from forwarder.errors import ConfigError
 
@@ -123,6 +124,43 @@ def _check_kafka_budgets(k: KafkaConfig) -> None:
             "the coordinator would expel this member mid-drain and its commit would fail",
             f"lower revoke_drain_ms to {max(room, 0)} or less, or raise rebalance_timeout_ms to "
             f"{k.revoke_drain_ms + REVOKE_COMMIT_MS} or more",
+        )
+
+
+def _check_registry(r: RegistryConfig) -> None:
+    for key in ("username", "ca_file", "proxy"):
+        if getattr(r, key) and not r.url:
+            raise ConfigError(f"registry.{key}", "is set without registry.url", "set registry.url")
+    if r.username and not r.password:
+        raise ConfigError(
+            "registry.username",
+            "is set without a password",
+            "set FORWARDER_REGISTRY__PASSWORD or FORWARDER_REGISTRY__PASSWORD_FILE",
+        )
+    if r.password and not r.username:
+        raise ConfigError(
+            "registry.username", "a registry password is set without a user name", "set it"
+        )
+    _positive("registry.timeout_s", r.timeout_s)
+    _positive("registry.backoff_max_s", r.backoff_max_s)
+    _readable("registry.ca_file", r.ca_file)
+    if r.proxy:
+        check_proxy("registry.proxy", r.proxy)
+    if not r.url:
+        return
+    parts = urlsplit(r.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            "registry.url",
+            f"{r.url!r} is not an http(s) URL",
+            "e.g. https://psrc-xxxxx.eu-west-1.aws.confluent.cloud",
+        )
+    if parts.scheme == "http" and r.password and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            "registry.url",
+            "plain http is refused for a non-loopback host with a password (it would travel "
+            "in clear)",
+            "use https://",
         )
 
 
@@ -238,3 +276,4 @@ def check(config: Config, need_secrets: bool = True) -> None:
     if h.ramp_s < 0:
         raise ConfigError("health.ramp_s", "must not be negative", "use 0 for no ramp")
     _positive("health.publish_unready_after_s", h.publish_unready_after_s)
+    _check_registry(config.registry)

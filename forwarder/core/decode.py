@@ -23,6 +23,10 @@ UTF-8, a lone surrogate escape, nesting deeper than 1024, a number beyond a doub
 ``10**400``, ``NaN`` and ``Infinity``. An object that repeats a member name is ``invalid_json``
 too (``member_names``): the forwarder sends the producer's bytes, and a receiver keeping the
 first of the repeated values would store one that was never validated.
+
+A value framed by a schema registry (``forwarder.core.framing``) is unwrapped: its JSON alone
+is validated, by the validator ``WriterLookup`` gives for its schema id, and sent; the record
+keeps the framed bytes, so a dead letter holds what the producer wrote.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import orjson
 import uuid_utils
 
+from forwarder.core.framing import HEADER_BYTES, MAGIC, short_frame
 from forwarder.core.headers import Failure, origin_of
 from forwarder.core.member_names import repeated_member
 from forwarder.core.records import Origin, RecordLike
@@ -66,6 +71,12 @@ class ValidationFailureLike(Protocol):
 
 class Validator(Protocol):
     def validate(self, event: dict[str, Any]) -> ValidationFailureLike | None: ...
+
+
+class WriterLookup(Protocol):
+    """The validator of a framed event by its schema id (``forwarder.core.writer_schemas``)."""
+
+    def resolve(self, schema_id: int) -> Validator | Failure: ...
 
 
 class Event(NamedTuple):
@@ -175,8 +186,15 @@ def _splice(value: bytes, event_id: str, stamp: int | None) -> bytes | None:
 class Decoder:
     """Turns records into ``Event`` or ``Failure``; one per pipeline, reused for every record."""
 
-    def __init__(self, validator: Validator, destination_for: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        validator: Validator,
+        destination_for: Callable[[str], str],
+        writers: WriterLookup | None = None,
+    ) -> None:
+        """``writers`` validates framed events; without it the local ``validator`` does."""
         self._validator = validator
+        self._writers = writers
         self._destination_for = destination_for
         self._destinations: dict[str, str] = {}
         self._seconds: dict[str, int | None] = {}
@@ -190,6 +208,16 @@ class Decoder:
             return Failure(
                 "too_large", f"the event is {len(value)} bytes; the endpoint takes at most 1000000"
             )
+        validator = self._validator
+        if value[:1] == MAGIC:  # one byte compared: bare JSON pays nothing more
+            if len(value) < HEADER_BYTES:
+                return short_frame(value)
+            if self._writers is not None:
+                writer = self._writers.resolve(int.from_bytes(value[1:HEADER_BYTES], "big"))
+                if isinstance(writer, Failure):
+                    return writer
+                validator = writer
+            value = value[HEADER_BYTES:]
         try:
             event = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
@@ -201,7 +229,7 @@ class Decoder:
         repeated = repeated_member(value, event)
         if repeated is not None:
             return Failure("invalid_json", repeated)
-        failure = self._validator.validate(event)
+        failure = validator.validate(event)
         if failure is not None:
             return Failure(failure.reason, failure.detail)
         event_id = event_uuid(event, record)
