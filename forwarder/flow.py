@@ -50,9 +50,7 @@ class FlowControl:
         """When held tier partitions come due."""
         return self._held.values()
 
-    def control(
-        self, now: float, *, stop_all: bool, hold: Collection[TopicPartition] = ()
-    ) -> None:
+    def control(self, now: float, *, stop_all: bool, hold: Collection[TopicPartition] = ()) -> None:
         """Pause and resume partitions for what is pending now; ``stop_all`` pauses all;
         ``hold`` ones stay paused."""
         assigned = self._source.assignment()

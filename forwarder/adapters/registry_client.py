@@ -56,8 +56,12 @@ def _error_code(body: bytes) -> int | None:
 
 
 class RegistryClient:
-    def __init__(self, config: RegistryConfig) -> None:
+    def __init__(
+        self, config: RegistryConfig, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        """``transport``: the tests' in-memory one; by default, TLS and proxy per ``config``."""
         self._config = config
+        self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -68,7 +72,7 @@ class RegistryClient:
         # Made on first use: a forwarder that never meets a framed event opens nothing.
         if self._client is None:
             c = self._config
-            transport = httpx.AsyncHTTPTransport(
+            transport = self._transport or httpx.AsyncHTTPTransport(
                 verify=trust(c.ca_file), proxy=httpx.Proxy(c.proxy) if c.proxy else None
             )
             self._client = httpx.AsyncClient(
@@ -102,7 +106,9 @@ class RegistryClient:
                 raise _Answer(RegistryUnavailable("answer", "a reference is not an object"))
             name, subject, version = ref.get("name"), ref.get("subject"), ref.get("version")
             if not isinstance(name, str) or not isinstance(subject, str):
-                raise _Answer(RegistryUnavailable("answer", f"a reference without name or subject: {ref}"))
+                raise _Answer(
+                    RegistryUnavailable("answer", f"a reference without name or subject: {ref}")
+                )
             if (subject, version) in seen or name in fetched:
                 continue
             if len(seen) >= MAX_DOCUMENTS:
@@ -118,13 +124,21 @@ class RegistryClient:
         try:
             response = await self._http().get(path)
         except httpx.TimeoutException as exc:
-            raise _Answer(RegistryUnavailable("timeout", f"{type(exc).__name__} asking for {what}")) from None
+            raise _Answer(
+                RegistryUnavailable("timeout", f"{type(exc).__name__} asking for {what}")
+            ) from None
         except (httpx.HTTPError, OSError) as exc:
             # The type only: the text may quote the URL with its credentials.
-            raise _Answer(RegistryUnavailable("connection", f"{type(exc).__name__} asking for {what}")) from None
+            raise _Answer(
+                RegistryUnavailable("connection", f"{type(exc).__name__} asking for {what}")
+            ) from None
         status = response.status_code
         if status == 404 and _error_code(response.content) in (NOT_FOUND_CODE, 40401, 40402):
-            raise _Answer(SchemaMissing(f"{what} is not in the registry (404, error {_error_code(response.content)})"))
+            raise _Answer(
+                SchemaMissing(
+                    f"{what} is not in the registry (404, error {_error_code(response.content)})"
+                )
+            )
         if status in (401, 403):
             raise _Answer(
                 RegistryUnavailable(
@@ -161,7 +175,9 @@ class RegistryClient:
                 headers={"Content-Type": CONTENT_TYPE},
             )
         except (httpx.HTTPError, OSError) as exc:
-            raise RegistryError(f"registering {subject} at {self.url}: {type(exc).__name__}") from None
+            raise RegistryError(
+                f"registering {subject} at {self.url}: {type(exc).__name__}"
+            ) from None
         if response.status_code != 200:
             raise RegistryError(
                 f"registering {subject} at {self.url}: {response.status_code} {response.text[:300]}"

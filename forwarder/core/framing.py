@@ -12,6 +12,8 @@ from forwarder.core.headers import Failure
 
 MAGIC = b"\x00"
 HEADER_BYTES = 5
+
+
 def schema_id_of(value: bytes) -> int:
     """The schema id of a framed value (at least ``HEADER_BYTES`` long)."""
     return int.from_bytes(value[1:HEADER_BYTES], "big")
@@ -48,4 +50,3 @@ def split_framed_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
             yield line, value if value[:1] == MAGIC else value.strip()
         line += 1 + data.count(b"\n", start, position)
         position = stop + 1
-

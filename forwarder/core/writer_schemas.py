@@ -69,12 +69,15 @@ def compile_writer(schema_id: int, fetched: FetchedSchema) -> Any:
         return f"schema id {schema_id} (or a reference) is not JSON: {exc}"
     own_id = root.get("$id") if isinstance(root, dict) else None
     base = own_id if isinstance(own_id, str) else f"{REGISTRY_BASE}{schema_id}.json"
+    # A reference is found by its name as written in "$ref": absolute, or relative to the base
+    # of the schema that refers to it (the root, or a referenced schema with its own $id).
+    bases = [base] + [d["$id"] for _, d in documents if isinstance(d, dict) and "$id" in d]
     resources: dict[str, Any] = {}
     for name, document in documents:
-        # A reference is found by its name as written in "$ref", absolute or relative to the
-        # referring schema's base.
         resources.setdefault(name, document)
-        resources.setdefault(urljoin(base, name), document)
+        for referrer in bases:
+            if isinstance(referrer, str):
+                resources.setdefault(urljoin(referrer, name), document)
     try:
         registry = (
             jsonschema_rs.Registry(list(resources.items()), retriever=_refuse)
