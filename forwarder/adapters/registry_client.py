@@ -160,19 +160,26 @@ class RegistryClient:
 
     async def register(
         self, subject: str, schema: str, references: Sequence[tuple[str, str, int]] = ()
-    ) -> int:
-        """Register a JSON Schema under ``subject`` (references: name, subject, version); its
-        id. For ``forwarder traffic`` and the demo; raises ``RegistryError``."""
-        body = {
-            "schemaType": "JSON",
-            "schema": schema,
-            "references": [{"name": n, "subject": s, "version": v} for n, s, v in references],
-        }
+    ) -> tuple[int, int]:
+        """Register a JSON Schema under ``subject`` (references: name, subject, version): its
+        id and version. For ``forwarder traffic`` and the demo; raises ``RegistryError``."""
+        body = orjson.dumps(
+            {
+                "schemaType": "JSON",
+                "schema": schema,
+                "references": [{"name": n, "subject": s, "version": v} for n, s, v in references],
+            }
+        )
+        path = f"subjects/{quote(subject, safe='')}"
+        # Registering returns the id; asking the subject about the schema gives its version.
+        registered = await self._post(f"{path}/versions", body, subject)
+        found = await self._post(path, body, subject)
+        return int(registered["id"]), int(found["version"])
+
+    async def _post(self, path: str, body: bytes, subject: str) -> dict[str, Any]:
         try:
             response = await self._http().post(
-                f"subjects/{quote(subject, safe='')}/versions",
-                content=orjson.dumps(body),
-                headers={"Content-Type": CONTENT_TYPE},
+                path, content=body, headers={"Content-Type": CONTENT_TYPE}
             )
         except (httpx.HTTPError, OSError) as exc:
             raise RegistryError(
@@ -182,8 +189,8 @@ class RegistryClient:
             raise RegistryError(
                 f"registering {subject} at {self.url}: {response.status_code} {response.text[:300]}"
             )
-        schema_id: int = orjson.loads(response.content)["id"]
-        return schema_id
+        answer: dict[str, Any] = orjson.loads(response.content)
+        return answer
 
     async def aclose(self) -> None:
         if self._client is not None:

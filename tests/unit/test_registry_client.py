@@ -138,10 +138,16 @@ async def test_register_posts_a_json_schema_with_its_references() -> None:
         seen.append(request)
         if request.url.path.endswith("/subjects/bad/versions"):
             return httpx.Response(409, json={"error_code": 409, "message": "incompatible"})
-        return httpx.Response(200, json={"id": 12})
+        if request.url.path.endswith("/versions"):
+            return httpx.Response(200, json={"id": 12})
+        return httpx.Response(200, json={"id": 12, "version": 3, "subject": "x"})
 
     client = _client(handle)
-    assert await client.register("clicks-page_view", ROOT, [("a.json", "a", 1)]) == 12
+    assert await client.register("clicks-page_view", ROOT, [("a.json", "a", 1)]) == (12, 3)
+    assert [r.url.path for r in seen] == [
+        "/apis/ccompat/v7/subjects/clicks-page_view/versions",
+        "/apis/ccompat/v7/subjects/clicks-page_view",
+    ]
     body = json.loads(seen[0].content)
     assert body == {
         "schemaType": "JSON",
