@@ -81,17 +81,9 @@ def _check_oauth(k: KafkaConfig) -> None:
     _readable("kafka.oauth_token_file", k.oauth_token_file)
     if not k.oauth_token_url:
         return
-    parts = urlsplit(k.oauth_token_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            "kafka.oauth_token_url", "is not an http(s) URL", "e.g. https://idp/token"
-        )
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigError(
-            "kafka.oauth_token_url",
-            "plain http is refused for a non-loopback host (the client secret would travel in clear)",
-            "use https://",
-        )
+    _check_url(
+        "kafka.oauth_token_url", k.oauth_token_url, "https://idp/token", clear="the client secret"
+    )
     if not (k.oauth_client_id and k.oauth_client_secret):
         raise ConfigError(
             "kafka.oauth_client_id",
@@ -146,20 +138,21 @@ def _check_registry(r: RegistryConfig) -> None:
     _readable("registry.ca_file", r.ca_file)
     if r.proxy:
         check_proxy("registry.proxy", r.proxy)
-    if not r.url:
-        return
-    parts = urlsplit(r.url)
+    if r.url:
+        example = "https://psrc-xxxxx.eu-west-1.aws.confluent.cloud"
+        _check_url("registry.url", r.url, example, clear="the password" if r.password else "")
+
+
+def _check_url(key: str, url: str, example: str, *, clear: str = "") -> None:
+    """An http(s) URL with a host; when ``clear`` names a secret it would carry, plain http
+    only to a loopback host."""
+    parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(key, f"{url!r} is not an http(s) URL", f"e.g. {example}")
+    if clear and parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise ConfigError(
-            "registry.url",
-            f"{r.url!r} is not an http(s) URL",
-            "e.g. https://psrc-xxxxx.eu-west-1.aws.confluent.cloud",
-        )
-    if parts.scheme == "http" and r.password and not _is_loopback(parts.hostname):
-        raise ConfigError(
-            "registry.url",
-            "plain http is refused for a non-loopback host with a password (it would travel "
-            "in clear)",
+            key,
+            f"plain http is refused for a non-loopback host ({clear} would travel in clear)",
             "use https://",
         )
 

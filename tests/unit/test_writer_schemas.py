@@ -4,7 +4,6 @@ references, the lookups' cache, and the file reader of ``forwarder validate``.""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from forwarder.core.headers import Failure
 from forwarder.core.schemas import SchemaRegistry, default_schema_dir, validate_values
 from forwarder.core.writer_schemas import MISSING_TTL_S, FetchedSchema, WriterSchemas
 from forwarder.traffic import TrafficGenerator
+from tests.fakes import FakeRecord
 
 LOCAL = SchemaRegistry.from_dirs([default_schema_dir()])
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -42,15 +42,8 @@ WRITER = {
 }
 
 
-@dataclass
-class Rec:
-    value: bytes | None
-    topic: str = "clicks"
-    partition: int = 0
-    offset: int = 5
-    timestamp: int = 1_763_800_000_000
-    key: bytes | None = None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+def _record(value: bytes | None) -> FakeRecord:
+    return FakeRecord("clicks", 0, 5, 1_763_800_000_000, None, value)
 
 
 def _json(document: object) -> str:
@@ -73,7 +66,7 @@ def _writers(
 
 def _decode(writers: WriterSchemas, value: bytes) -> Event | Failure:
     decoder = Decoder(LOCAL, lambda t: f"clickstream.{t}", writers)
-    return decoder.decode(Rec(value))  # type: ignore[arg-type]
+    return decoder.decode(_record(value))
 
 
 def test_a_framed_event_is_forwarded_as_json_alone_with_uuid_and_time() -> None:
@@ -164,7 +157,7 @@ def test_without_a_registry_framed_events_are_validated_by_the_local_schemas() -
     writers = WriterSchemas(LOCAL, registry=False)
     outcome = _decode(writers, frame(123, orjson.dumps({**PAGE_VIEW, "page_url": 5})))
     assert isinstance(outcome, Failure) and outcome.detail.startswith("/page_url")
-    assert writers.unresolved([Rec(frame(123, b"{}"))], now=0.0) is None
+    assert writers.unresolved([_record(frame(123, b"{}"))], now=0.0) is None
 
 
 COMMON = {
@@ -236,13 +229,13 @@ def test_a_schema_that_cannot_be_used_is_unknown_schema(fetched: FetchedSchema, 
 def test_unresolved_finds_the_first_unknown_id_and_every_unknown_id_after_it() -> None:
     writers = _writers({1: WRITER})
     records = [
-        Rec(orjson.dumps(PAGE_VIEW)),
-        Rec(frame(1, b"{}")),
-        Rec(b"\x00\x00"),  # too short: decoded as invalid_json, never looked up
-        Rec(frame(8, b"{}")),
-        Rec(frame(1, b"{}")),
-        Rec(frame(9, b"{}")),
-        Rec(None),
+        _record(orjson.dumps(PAGE_VIEW)),
+        _record(frame(1, b"{}")),
+        _record(b"\x00\x00"),  # too short: decoded as invalid_json, never looked up
+        _record(frame(8, b"{}")),
+        _record(frame(1, b"{}")),
+        _record(frame(9, b"{}")),
+        _record(None),
     ]
     assert writers.unresolved(records, now=0.0) == (3, {8, 9})
     assert writers.unresolved(records[:3], now=0.0) is None
@@ -251,7 +244,7 @@ def test_unresolved_finds_the_first_unknown_id_and_every_unknown_id_after_it() -
 def test_a_not_found_answer_is_believed_for_a_while_then_asked_again() -> None:
     writers = _writers()
     writers.learn(8, None, "schema id 8 is not in the registry", now=100.0)
-    records = [Rec(frame(8, b"{}"))]
+    records = [_record(frame(8, b"{}"))]
     assert writers.unresolved(records, now=100.0 + MISSING_TTL_S - 1) is None
     assert writers.known(8, now=100.0)
     assert writers.unresolved(records, now=100.0 + MISSING_TTL_S) == (0, {8})
