@@ -94,6 +94,7 @@ def run(config_path: str | None) -> None:
         event_types=registry.event_types,
         endpoint=config.endpoint.base_url,
         profile=config.endpoint.profile,
+        schema_registry=config.registry.url or None,
         allocator=allocator(),
         python_allocator=python_allocator(os.environ),
     )

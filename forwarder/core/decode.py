@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -75,6 +75,12 @@ class Validator(Protocol):
 
 class WriterLookup(Protocol):
     """The validator of a framed event by its schema id (``forwarder.core.writer_schemas``)."""
+
+    @property
+    def by_header(self) -> Mapping[bytes, Validator]:
+        """The validators of the ids found so far, by the 5-byte header naming them (one
+        dict, filled in place): a slice and a lookup per event, no parsing."""
+        ...
 
     def resolve(self, schema_id: int) -> Validator | Failure: ...
 
@@ -195,6 +201,7 @@ class Decoder:
         """``writers`` validates framed events; without it the local ``validator`` does."""
         self._validator = validator
         self._writers = writers
+        self._by_header: Mapping[bytes, Validator] = writers.by_header if writers else {}
         self._destination_for = destination_for
         self._destinations: dict[str, str] = {}
         self._seconds: dict[str, int | None] = {}
@@ -212,10 +219,14 @@ class Decoder:
         if value[:1] == MAGIC:  # one byte compared: bare JSON pays nothing more
             if len(value) < HEADER_BYTES:
                 return short_frame(value)
-            if self._writers is not None:
-                writer = self._writers.resolve(int.from_bytes(value[1:HEADER_BYTES], "big"))
-                if isinstance(writer, Failure):
-                    return writer
+            writers = self._writers
+            if writers is not None:
+                writer = self._by_header.get(value[:HEADER_BYTES])
+                if writer is None:
+                    found = writers.resolve(int.from_bytes(value[1:HEADER_BYTES], "big"))
+                    if isinstance(found, Failure):
+                        return found
+                    writer = found
                 validator = writer
             value = value[HEADER_BYTES:]
         try:

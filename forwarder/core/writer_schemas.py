@@ -146,6 +146,8 @@ class WriterSchemas:
         self._also_local = local if local_schemas else None
         self._known = frozenset([*local.event_types, *routes])
         self._checks: dict[int, WriterCheck] = {}
+        # The same checks by the header that names them: what the hot paths look up.
+        self.by_header: dict[bytes, WriterCheck] = {}
         self._missing: dict[int, tuple[Failure, float]] = {}  # id -> (failure, believed until)
 
     def __len__(self) -> int:
@@ -171,16 +173,16 @@ class WriterSchemas:
         answers that are too old, so that those ids are asked again."""
         if not self.registry:
             return None
-        checks, missing = self._checks, self._missing
+        known, missing = self.by_header, self._missing
         first = -1
         wanted: set[int] = set()
         for index, record in enumerate(records):
             value = record.value
-            if not value or value[:1] != MAGIC or len(value) < HEADER_BYTES:
+            if not value or value[:1] != MAGIC or value[:HEADER_BYTES] in known:
                 continue
+            if len(value) < HEADER_BYTES:
+                continue  # decoded as invalid_json
             schema_id = int.from_bytes(value[1:HEADER_BYTES], "big")
-            if schema_id in checks:
-                continue
             entry = missing.get(schema_id)
             if entry is not None and entry[1] > now:
                 continue
@@ -198,7 +200,9 @@ class WriterSchemas:
             self._missing[schema_id] = (Failure("unknown_schema", compiled), now + MISSING_TTL_S)
             return
         self._missing.pop(schema_id, None)
-        self._checks[schema_id] = WriterCheck(schema_id, compiled, self._also_local, self._known)
+        check = WriterCheck(schema_id, compiled, self._also_local, self._known)
+        self._checks[schema_id] = check
+        self.by_header[MAGIC + schema_id.to_bytes(4, "big")] = check
 
     def known(self, schema_id: int, now: float) -> bool:
         """Whether the id is answered for (found, or missing and still believed)."""
