@@ -17,6 +17,9 @@ to the first record not yet done. While the endpoint is down or paused, or a ret
 dead-letter topic cannot be written at all, every partition is paused: batches already read
 wait in memory, nothing new is read.
 
+Before a fetch is decoded, the schema ids of its framed events are looked up
+(``forwarder.schema_gate``): a partition needing an id not cached yet is rewound and waits.
+
 The adapters (``Source``, ``Sink``, ``Publisher`` of ``forwarder.ports``) are the real Kafka
 and HTTP ones unless given: the tests pass in-memory fakes. Time is the event loop's.
 
