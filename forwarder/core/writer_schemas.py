@@ -1,9 +1,4 @@
-"""Events framed by a schema registry, and the writer schemas that validate them. Pure.
-
-The Confluent wire format, which the Confluent JSON Schema serializers (Java, Go, .NET,
-Python) write: a magic byte ``0x00``, the schema's id as 4 bytes big-endian, then the JSON.
-JSON text never starts with ``0x00``, so one byte tells a framed value from a bare one, and
-both can share a topic.
+"""The writer schemas of framed events (``forwarder.core.framing``), by schema id. Pure.
 
 ``WriterSchemas`` holds what is known of each schema id: a compiled validator (ids are
 immutable, so it is kept for good) or why the id cannot be used (``unknown_schema``: the
