@@ -159,7 +159,7 @@ class SchemaGate:
                             note="its events are dead-lettered as unknown_schema",
                         )
                     self._wanted.discard(schema_id)
-                self._metrics.registry_schemas.set(len(self._writers))
+                self._metrics.registry_schemas.set(self._writers.cached)
                 self._release(now)
                 if failure is None:
                     self._recovered(now)

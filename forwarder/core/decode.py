@@ -201,7 +201,7 @@ class Decoder:
         """``writers`` validates framed events; without it the local ``validator`` does."""
         self._validator = validator
         self._writers = writers
-        self._by_header: Mapping[bytes, Validator] = writers.by_header if writers else {}
+        self._by_header: Mapping[bytes, Validator] = {} if writers is None else writers.by_header
         self._destination_for = destination_for
         self._destinations: dict[str, str] = {}
         self._seconds: dict[str, int | None] = {}

@@ -145,7 +145,9 @@ class WriterSchemas:
         self.by_header: dict[bytes, WriterCheck] = {}
         self._missing: dict[int, tuple[Failure, float]] = {}  # id -> (failure, believed until)
 
-    def __len__(self) -> int:
+    @property
+    def cached(self) -> int:
+        """How many writer schemas are compiled and kept."""
         return len(self._checks)
 
     def resolve(self, schema_id: int) -> WriterCheck | SchemaRegistry | Failure:

@@ -297,3 +297,21 @@ def test_the_bundled_schemas_work_as_writer_schemas_with_common_as_a_reference()
     outcome = _decode(writers, frame(2, orjson.dumps(late)))
     assert isinstance(outcome, Failure) and outcome.detail.startswith("/timestamp")
     assert Path(directory / "common.json").is_file()
+
+
+def test_the_decoder_finds_schemas_learned_after_it_was_made_by_their_header() -> None:
+    """The hot path: a slice and a dict lookup, not ``resolve`` (parsing the id, a call)."""
+
+    class Counting(WriterSchemas):
+        resolved = 0
+
+        def resolve(self, schema_id: int) -> Any:
+            Counting.resolved += 1
+            return super().resolve(schema_id)
+
+    writers = Counting(LOCAL, registry=True)
+    decoder = Decoder(LOCAL, lambda t: f"clickstream.{t}", writers)  # before any schema
+    writers.learn(7, FetchedSchema("JSON", _json(WRITER)), "", now=0.0)
+    for _ in range(3):
+        assert isinstance(decoder.decode(_record(frame(7, orjson.dumps(PAGE_VIEW)))), Event)
+    assert Counting.resolved == 0
