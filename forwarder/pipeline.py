@@ -47,6 +47,7 @@ from forwarder.config import REVOKE_COMMIT_MS, Config
 from forwarder.core.batcher import Batcher
 from forwarder.core.classify import Policy
 from forwarder.core.decode import Decoder, Event
+from forwarder.core.framing import NOT_LOOKED_UP
 from forwarder.core.headers import Failure, attempts_of
 from forwarder.core.health import EndpointHealth, HealthSettings, State
 from forwarder.core.offsets import OffsetTracker
@@ -326,17 +327,24 @@ class Pipeline:
         if role.tier:
             records = self._flow.due_records(tp, records, now, int(self._wall() * 1000))
         records = self._schemas.admit(tp, records, now)
-        self._tracker.add_all(tp, records, int(self._wall() * 1000))
-        self.metrics.consumed.labels(role.source).inc(len(records))
         decode = self._decoder.decode
         events: list[Event] = []
         keep = events.append
+        failed: list[tuple[RecordLike, Failure]] = []
         for record in records:
             outcome = decode(record)
             if isinstance(outcome, Event):
                 keep(outcome)
+            elif outcome is NOT_LOOKED_UP:  # from here on the partition waits for the registry
+                records = self._schemas.wait(tp, records, record, now)
+                break
             else:
-                self._spawn(self._dead_letter(record, outcome))
+                failed.append((record, outcome))
+        # Tracked once decoded (nothing runs in between): a waiting partition's rest is not.
+        self._tracker.add_all(tp, records, int(self._wall() * 1000))
+        self.metrics.consumed.labels(role.source).inc(len(records))
+        for record, failure in failed:
+            self._spawn(self._dead_letter(record, failure))
         put = self._queue.put_nowait
         for batch in self._batcher.add_all(events, now):
             put(batch)

@@ -1,9 +1,9 @@
-"""The schema ids of a fetch are looked up before it is decoded; partitions that need one wait.
+"""Schema ids not looked up yet: the partitions that need one wait while they are looked up.
 
-``admit`` is called on each partition's fetched records before they are decoded. Records whose
-schema ids are all known pass. At the first framed record with an id not known yet, the
-partition is rewound to that record and paused (as a retry tier waiting for its due time is),
-and every unknown id from there on is looked up; the decoded prefix goes on. When the ids are
+Decoding a framed record whose id was never looked up gives ``NOT_LOOKED_UP``; the pipeline
+then calls ``wait``: the partition is rewound to that record and paused (as a retry tier
+waiting for its due time is), and every such id from there on is looked up; the records
+before it go on, and nothing from it on is tracked or decoded. When the ids are
 answered (found and compiled, or not in the registry: ``unknown_schema`` dead letters) the
 partition is resumed and its records come again, now decodable. Nothing is held in memory
 and nothing past the first waiting record is committed, so a rebalance or a stop needs no
@@ -90,19 +90,26 @@ class SchemaGate:
     def admit(
         self, tp: TopicPartition, records: Sequence[RecordLike], now: float
     ) -> Sequence[RecordLike]:
-        """The records that can be decoded now: all, or those before the first unknown id."""
+        """A fetch's records to decode: none while the partition waits, else all."""
         if self._client is None:
             return records
+        self._writers.expire(now)
         if tp in self.waiting:  # paused and rewound: whatever still comes, comes again later
             if records:
                 self._source.seek(tp, records[0].offset)
                 self._source.pause([tp])
             return ()
-        cut = self._writers.unresolved(records, now)
-        if cut is None:
-            return records
-        index, ids = cut
-        self._source.seek(tp, records[index].offset)
+        return records
+
+    def wait(
+        self, tp: TopicPartition, records: Sequence[RecordLike], first: RecordLike, now: float
+    ) -> Sequence[RecordLike]:
+        """Decoding met ``first``, framed with an id not looked up: rewind the partition to
+        it, pause it, have every such id from there on looked up; the records before it."""
+        index = next(i for i, record in enumerate(records) if record is first)
+        cut = self._writers.unresolved(records[index:], now)
+        ids = cut[1] if cut is not None else set()
+        self._source.seek(tp, first.offset)
         self._source.pause([tp])
         self.waiting[tp] = ids
         self._metrics.registry_waiting.set(len(self.waiting))

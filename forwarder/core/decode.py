@@ -201,7 +201,8 @@ class Decoder:
         """``writers`` validates framed events; without it the local ``validator`` does."""
         self._validator = validator
         self._writers = writers
-        self._by_header: Mapping[bytes, Validator] = {} if writers is None else writers.by_header
+        by_header: Mapping[bytes, Validator] = {} if writers is None else writers.by_header
+        self._writer_of = by_header.get  # bound once: called for every framed event
         self._destination_for = destination_for
         self._destinations: dict[str, str] = {}
         self._seconds: dict[str, int | None] = {}
@@ -217,17 +218,13 @@ class Decoder:
             )
         validator = self._validator
         if value[:1] == MAGIC:  # one byte compared: bare JSON pays nothing more
-            if len(value) < HEADER_BYTES:
-                return short_frame(value)
-            writers = self._writers
-            if writers is not None:
-                writer = self._by_header.get(value[:HEADER_BYTES])
-                if writer is None:
-                    found = writers.resolve(int.from_bytes(value[1:HEADER_BYTES], "big"))
-                    if isinstance(found, Failure):
-                        return found
-                    writer = found
-                validator = writer
+            writer = self._writer_of(value[:HEADER_BYTES])
+            if writer is None:
+                found = self._writer(value)
+                if isinstance(found, Failure):
+                    return found
+                writer = found
+            validator = writer
             value = value[HEADER_BYTES:]
         try:
             event = orjson.loads(value)
@@ -268,6 +265,14 @@ class Decoder:
         if destination is None:
             destination = self._destinations[event_type] = self._destination_for(event_type)
         return _new_tuple(Event, (record, destination, body, event_id))
+
+    def _writer(self, value: bytes) -> Validator | Failure:
+        """A framed value's validator when its header is not a cached one (the slow path)."""
+        if len(value) < HEADER_BYTES:
+            return short_frame(value)
+        if self._writers is None:
+            return self._validator
+        return self._writers.resolve(int.from_bytes(value[1:HEADER_BYTES], "big"))
 
     def _time(self, stamp: object, record: RecordLike) -> int | None:
         """``event_time`` of an event whose ``timestamp`` member is ``stamp`` (None when absent).

@@ -12,6 +12,9 @@ from forwarder.core.headers import Failure
 
 MAGIC = b"\x00"
 HEADER_BYTES = 5
+# What decoding a framed value gives when its schema id was not looked up yet: the pipeline
+# tells it by identity and makes the partition wait; to anyone else an ``unknown_schema``.
+NOT_LOOKED_UP = Failure("unknown_schema", "the schema id was not looked up in the registry")
 
 
 def schema_id_of(value: bytes) -> int:

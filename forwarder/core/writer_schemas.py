@@ -4,9 +4,9 @@
 immutable, so it is kept for good) or why the id cannot be used (``unknown_schema``: the
 registry does not know it, or it is not a JSON Schema, or it does not compile; such an
 answer is trusted for ``MISSING_TTL_S``, then asked again). The registry is asked by an
-adapter (``forwarder.adapters.registry_client``) *before* a fetch is decoded: the pipeline
-calls :meth:`WriterSchemas.unresolved` on the fetched records, and decoding only ever reads
-this cache. Without a registry (``registry.url`` empty) a framed event is unwrapped and
+adapter (``forwarder.adapters.registry_client``), never by decoding: an id not looked up
+decodes as ``NOT_LOOKED_UP``, and the pipeline rewinds the partition to that record, has
+the ids from there on (:meth:`WriterSchemas.unresolved`) looked up, and decodes it again. Without a registry (``registry.url`` empty) a framed event is unwrapped and
 validated against the local schemas alone.
 
 Which schema validates a framed event: its writer schema; then, with
@@ -25,7 +25,7 @@ from urllib.parse import urljoin
 import jsonschema_rs
 import orjson
 
-from forwarder.core.framing import HEADER_BYTES, MAGIC
+from forwarder.core.framing import HEADER_BYTES, MAGIC, NOT_LOOKED_UP
 from forwarder.core.headers import Failure
 from forwarder.core.records import RecordLike
 from forwarder.core.schemas import SchemaRegistry, ValidationFailure, first_error
@@ -160,14 +160,20 @@ class WriterSchemas:
         missing = self._missing.get(schema_id)
         if missing is not None:
             return missing[0]
-        # Not looked up: the pipeline never decodes before the lookup; validate and replay
-        # without a registry client end here.
-        return Failure("unknown_schema", f"schema id {schema_id} was not looked up in the registry")
+        return NOT_LOOKED_UP
+
+    def expire(self, now: float) -> None:
+        """Forget the "not found" answers that are too old: those ids are asked again."""
+        if self._missing:
+            for schema_id in [i for i, (_, until) in self._missing.items() if until <= now]:
+                del self._missing[schema_id]
 
     def unresolved(self, records: Sequence[RecordLike], now: float) -> tuple[int, set[int]] | None:
         """Where in ``records`` the first framed value with an id not known yet is, and every
         such id from there on; None when all can be decoded now. Forgets the "not found"
-        answers that are too old, so that those ids are asked again."""
+        answers that are too old, so that those ids are asked again. (The pipeline calls it
+        only once decoding met an id not looked up: the decoder's header lookup is the
+        cheap test, this walk is not.)"""
         if not self.registry:
             return None
         known, missing = self.by_header, self._missing

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forwarder.core.decode import Decoder, Event
-from forwarder.core.framing import frame, split_framed_lines
+from forwarder.core.framing import NOT_LOOKED_UP, frame, split_framed_lines
 from forwarder.core.headers import Failure
 from forwarder.core.schemas import SchemaRegistry, default_schema_dir, validate_values
 from forwarder.core.writer_schemas import MISSING_TTL_S, FetchedSchema, WriterSchemas
@@ -119,10 +119,11 @@ def test_an_id_the_registry_does_not_know_is_unknown_schema_with_the_id() -> Non
     )
 
 
-def test_an_id_never_looked_up_is_not_decoded_as_valid() -> None:
+def test_an_id_never_looked_up_decodes_as_the_not_looked_up_marker() -> None:
+    """The pipeline tells it by identity and waits; to anyone else an unknown_schema."""
     outcome = _decode(_writers(), frame(9, orjson.dumps(PAGE_VIEW)))
-    assert isinstance(outcome, Failure)
-    assert outcome.reason == "unknown_schema" and "9" in outcome.detail
+    assert outcome is NOT_LOOKED_UP
+    assert outcome.reason == "unknown_schema"
 
 
 def test_a_writer_schema_violation_names_the_json_path_and_the_id() -> None:
@@ -247,6 +248,9 @@ def test_a_not_found_answer_is_believed_for_a_while_then_asked_again() -> None:
     records = [_record(frame(8, b"{}"))]
     assert writers.unresolved(records, now=100.0 + MISSING_TTL_S - 1) is None
     assert writers.known(8, now=100.0)
+    assert _decode(writers, frame(8, b"{}")) != NOT_LOOKED_UP
+    writers.expire(now=100.0 + MISSING_TTL_S)
+    assert _decode(writers, frame(8, b"{}")) is NOT_LOOKED_UP
     assert writers.unresolved(records, now=100.0 + MISSING_TTL_S) == (0, {8})
     writers.learn(8, FetchedSchema("JSON", _json(WRITER)), "", now=200.0)
     assert writers.unresolved(records, now=10_000.0) is None
