@@ -17,8 +17,8 @@ to the first record not yet done. While the endpoint is down or paused, or a ret
 dead-letter topic cannot be written at all, every partition is paused: batches already read
 wait in memory, nothing new is read.
 
-Before a fetch is decoded, the schema ids of its framed events are looked up
-(``forwarder.schema_gate``): a partition needing an id not cached yet is rewound and waits.
+A framed event whose schema id was never looked up stops its partition's decoding there: the
+partition is rewound to it and waits for the lookup (``forwarder.schema_gate``).
 
 The adapters (``Source``, ``Sink``, ``Publisher`` of ``forwarder.ports``) are the real Kafka
 and HTTP ones unless given: the tests pass in-memory fakes. Time is the event loop's.
@@ -144,7 +144,7 @@ class Pipeline:
         self._workers = Workers(self._delivery, self.metrics)
         self._queue = self._workers.queue
         self._spawn = self._workers.spawn
-        # Framed events' schema ids are looked up before their fetch is decoded.
+        # Framed events' schema ids are looked up before those events are decoded.
         self._schemas = SchemaGate.of(config, validator, io, self.metrics, self._spawn, self._now)
         self._decoder = Decoder(validator, config.destination_for, self._schemas.writers)
         self._commits: asyncio.Task[None] | None = None
