@@ -56,10 +56,11 @@ def sandbox_process(rate: float = 0) -> Iterator[tuple[str, int]]:
 
 @asynccontextmanager
 async def filled_topics(
-    prefix: str, sizes: Sequence[int], partitions: int
+    prefix: str, sizes: Sequence[int], partitions: int, schema_ids: dict[str, int] | None = None
 ) -> AsyncIterator[tuple[str, list[str]]]:
     """A local broker (1 GB heap) with a new topic per size in ``sizes``, each holding that many
-    events of about 500 bytes (``bench_forwarder.fill``); yields (bootstrap, topics)."""
+    events of about 500 bytes (``bench_forwarder.fill``; framed by ``schema_ids`` when given:
+    the same sizes, the topic's name in the event ids); yields (bootstrap, topics)."""
     cluster = KafkaCluster(nodes=1, heap_mb=1024)
     cluster.start()
     try:
@@ -69,7 +70,7 @@ async def filled_topics(
             topic = f"{prefix}-{uuid.uuid4().hex[:6]}"
             await create_topic(bootstrap, topic, partitions)
             began = time.monotonic()
-            await fill(bootstrap, topic, events, seed=1)
+            await fill(bootstrap, topic, events, seed=1, schema_ids=schema_ids)
             print(
                 f"produced {events} events of ~500 B in {time.monotonic() - began:.1f}s", flush=True
             )

@@ -1,7 +1,7 @@
 """Forwarder throughput and latency against a bare aiokafka consumer, side by side, on loopback.
 
     .venv/bin/python bench/bench_forwarder.py [--events 500000] [--runs 3] [--replicas 2]
-        [--decode-stub] [--system-malloc] [--event-bytes 500] [--latency-runs 3]
+        [--decode-stub] [--system-malloc] [--framed] [--event-bytes 500] [--latency-runs 3]
 
 Setup: a local Kafka broker (6 partitions), the sandbox in its own process (no latency, no rate
 limit), ``--events`` events of about ``--event-bytes`` (500) bytes already in the topic. Each run, alternating:
@@ -14,7 +14,10 @@ limit), ``--events`` events of about ``--event-bytes`` (500) bytes already in th
   host): events/s, summed CPU seconds and summed peak RSS;
 - with ``--decode-stub``, also the forwarder with decoding replaced by a constant-time stub
   (``bench/_decode_stub.py``): what everything but decoding and validation can reach;
-- with ``--system-malloc``, also the forwarder with the C library's malloc instead of jemalloc.
+- with ``--system-malloc``, also the forwarder with the C library's malloc instead of jemalloc;
+- with ``--framed``, also the forwarder on a second topic holding the same events framed in a
+  schema registry's wire format (a local Apicurio registry, the bundled schemas registered as
+  writer schemas, ``common.json`` by reference): what unwrapping and writer schemas cost.
 
 The forwarder runs with jemalloc preloaded and serving Python's small objects too
 (``PYTHONMALLOC=malloc``), as its container image runs it (``deploy/Dockerfile``; Debian's
@@ -53,10 +56,11 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from forwarder.core.decode import UUID_NAMESPACE
-from forwarder.localkafka import KafkaCluster, create_topic, free_port
+from forwarder.core.framing import frame
+from forwarder.localkafka import KafkaCluster, LocalRegistry, create_topic, free_port
 from forwarder.runtime import allocator_of
 from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
-from forwarder.traffic import TrafficGenerator
+from forwarder.traffic import TrafficGenerator, register_schemas
 
 ROOT = Path(__file__).resolve().parent.parent
 DECODE_STUB = ROOT / "bench" / "_decode_stub.py"
@@ -85,16 +89,26 @@ async def fill(
     seed: int,
     hot_users: float = 0.0,
     event_bytes: int = 500,
+    schema_ids: dict[str, int] | None = None,
+    run_id: str | None = None,
 ) -> None:
-    generator = TrafficGenerator(seed=seed, run_id=topic, hot_users=hot_users)
+    """``count`` events; framed by their event type's id when ``schema_ids`` is given."""
+    generator = TrafficGenerator(seed=seed, run_id=run_id or topic, hot_users=hot_users)
+    ids = schema_ids or {}
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=512 * 1024
     )
     await producer.start()
     try:
         events = (generator.valid() for _ in range(count))
+        values = ((pad_to(e, event_bytes), e) for e in events)
         await send_all(
-            producer, topic, ((pad_to(e, event_bytes), e["user_id"].encode()) for e in events)
+            producer,
+            topic,
+            (
+                (frame(ids[e["event_type"]], raw) if ids else raw, e["user_id"].encode())
+                for raw, e in values
+            ),
         )
     finally:
         await producer.stop()
@@ -164,6 +178,7 @@ def forwarder_env(
     group: str,
     ops_port: int,
     malloc: str = MALLOC,
+    extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
     inherited = {k: v for k, v in os.environ.items() if k not in _MALLOC_ENV["jemalloc"]}
     return {
@@ -179,6 +194,7 @@ def forwarder_env(
         "FORWARDER_OPS__PORT": str(ops_port),
         "FORWARDER_OPS__LOG_LEVEL": "warning",
         "FORWARDER_OPS__LOG_FORMAT": "json",
+        **(extra or {}),
     }
 
 
@@ -227,6 +243,7 @@ async def forwarder_run(
     script: Path | None = None,
     config: Path | None = None,
     malloc: str = MALLOC,
+    env: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Forward the whole topic with ``replicas`` processes in one new group.
 
@@ -238,7 +255,7 @@ async def forwarder_run(
         group = f"fwd-{uuid.uuid4().hex[:6]}"
         processes = [
             start_forwarder(
-                forwarder_env(bootstrap, topic, sandbox, group, free_port(), malloc),
+                forwarder_env(bootstrap, topic, sandbox, group, free_port(), malloc, env),
                 workdir / "forwarder.log",
                 config,
                 script,
@@ -376,6 +393,12 @@ async def main() -> None:
         action="store_true",
         help="also run the forwarder with the C library's malloc instead of jemalloc",
     )
+    parser.add_argument(
+        "--framed",
+        action="store_true",
+        help="also run the forwarder on the same events framed by a schema registry (a local "
+        "Apicurio registry holds the writer schemas)",
+    )
     args = parser.parse_args()
     workdir = Path(os.environ.get("BENCH_WORKDIR", "/tmp/forwarder-bench"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -388,6 +411,7 @@ async def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    registry = LocalRegistry() if args.framed else None
     try:
         topic = "bench"
         await create_topic(cluster.bootstrap_servers, topic, PARTITIONS)
@@ -410,6 +434,23 @@ async def main() -> None:
             variants["decode_stub"] = {"script": DECODE_STUB}
         if args.system_malloc:
             variants["system_malloc"] = {"malloc": "system"}
+        if registry is not None:
+            registry.start()
+            ids = await register_schemas(registry.url, topic)
+            await create_topic(cluster.bootstrap_servers, f"{topic}-framed", PARTITIONS)
+            await fill(
+                cluster.bootstrap_servers,
+                f"{topic}-framed",
+                args.events,
+                seed=1,
+                event_bytes=args.event_bytes,
+                schema_ids=ids,
+                run_id=topic,  # the same events, byte for byte, as the bare topic's
+            )
+            variants["framed"] = {
+                "topic": f"{topic}-framed",
+                "env": {"FORWARDER_REGISTRY__URL": registry.url},
+            }
         measured: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
         for run in range(args.runs):
             raw.append(await raw_ceiling(cluster.bootstrap_servers, topic, args.events))
@@ -426,8 +467,14 @@ async def main() -> None:
                 flush=True,
             )
             for name, options in variants.items():
+                options = dict(options)
                 figures = await forwarder_run(
-                    cluster.bootstrap_servers, topic, sandbox_url, args.events, workdir, **options
+                    cluster.bootstrap_servers,
+                    options.pop("topic", topic),
+                    sandbox_url,
+                    args.events,
+                    workdir,
+                    **options,
                 )
                 measured[name].append(figures)
                 print(
@@ -452,6 +499,8 @@ async def main() -> None:
     finally:
         sandbox.terminate()
         sandbox.wait()
+        if registry is not None:
+            registry.stop()
         cluster.stop()
     med = {k: statistics.median(r[k] for r in fwd) for k in fwd[0]}
     raw_med = statistics.median(raw)
@@ -468,12 +517,15 @@ async def main() -> None:
         "cpu_s_per_million_events_without_startup": round(med["cpu_s_per_million_steady"], 1),
         "startup_cpu_s": round(med["startup_cpu_s"], 2),
         "peak_rss_mb": round(med["peak_rss_mb"], 1),
-        "latency_rate_per_s": args.rate,
-        "latency_runs": len(lats),
-        "latency_p50_ms": round(statistics.median(r["p50_ms"] for r in lats), 1),
-        "latency_p99_ms": round(statistics.median(r["p99_ms"] for r in lats), 1),
-        "latency_p99_ms_runs": [round(r["p99_ms"], 1) for r in lats],
     }
+    if lats:  # --latency-runs 0 skips the phase
+        result |= {
+            "latency_rate_per_s": args.rate,
+            "latency_runs": len(lats),
+            "latency_p50_ms": round(statistics.median(r["p50_ms"] for r in lats), 1),
+            "latency_p99_ms": round(statistics.median(r["p99_ms"] for r in lats), 1),
+            "latency_p99_ms_runs": [round(r["p99_ms"], 1) for r in lats],
+        }
     if args.replicas > 1:
         result["replicas"] = args.replicas
     for name, runs in measured.items():

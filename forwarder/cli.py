@@ -60,27 +60,30 @@ def config_show(config: ConfigOption = None) -> None:
 
 @app.command()
 def validate(
-    file: Annotated[Path, typer.Argument(help="JSONL file of events ('-' for standard input).")],
+    file: Annotated[
+        Path, typer.Argument(help="Events one per line, bare JSON or framed ('-': standard input).")
+    ],
     schemas: Annotated[Path | None, typer.Option(help="Extra schema directory.")] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Check a JSONL file of events against the schemas; print each failure with its JSON path."""
-    from forwarder.core.schemas import SchemaRegistry, default_schema_dir, validate_lines
+    """Check a file of events against the schemas; print each failure with its JSON path.
+
+    Framed values (a schema registry's wire format) are checked by their writer schema when
+    registry.url is set (in --config or FORWARDER_REGISTRY__URL).
+    """
+    from forwarder.config import load_config
+    from forwarder.validating import validate_file
 
     try:
-        registry = SchemaRegistry.from_dirs([default_schema_dir(), *([schemas] if schemas else [])])
+        loaded = load_config(config, need_secrets=False)
+        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+        total, failures = validate_file(data, loaded, schemas)
     except ForwarderError as exc:
         _fail(exc)
         return
-    stream = sys.stdin.buffer if str(file) == "-" else file.open("rb")
-    failures = 0
-    total = 0
-    with stream:
-        lines = list(stream)
-        total = sum(1 for line in lines if line.strip())
-        for failure in validate_lines(lines, registry):
-            failures += 1
-            typer.echo(f"{file}:{failure.line}: {failure.reason}: {failure.detail}")
-    typer.echo(f"{total - failures} valid, {failures} invalid")
+    for failure in failures:
+        typer.echo(f"{file}:{failure.line}: {failure.reason}: {failure.detail}")
+    typer.echo(f"{total - len(failures)} valid, {len(failures)} invalid")
     if failures:
         raise typer.Exit(1)
 
@@ -97,13 +100,26 @@ def traffic(
         float, typer.Option(envvar="TRAFFIC_BAD_RATIO", help="Share of malformed events.")
     ] = 0.03,
     seed: int = 0,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TRAFFIC_REGISTRY_URL",
+            help="Schema registry URL (Confluent-compatible API): register the bundled schemas "
+            "there and produce framed events (a tenth of the valid ones bare).",
+        ),
+    ] = None,
 ) -> None:
     """Produce realistic clickstream events (some malformed on purpose) to a topic."""
     import asyncio
 
-    from forwarder.traffic import TrafficGenerator, produce_forever
+    from forwarder.traffic import TrafficGenerator, produce_forever, register_schemas
 
-    generator = TrafficGenerator(seed=seed, bad_ratio=bad_ratio)
+    try:
+        ids = asyncio.run(register_schemas(registry, topic)) if registry else None
+    except ForwarderError as exc:
+        _fail(exc)
+        return
+    generator = TrafficGenerator(seed=seed, bad_ratio=bad_ratio, schema_ids=ids)
     try:
         produced = asyncio.run(
             produce_forever(bootstrap_servers, topic, generator, rate=rate, count=count)
@@ -198,12 +214,19 @@ def sandbox(
 def demo(
     events: Annotated[int, typer.Option(help="How many events to produce.")] = 50_000,
     bad_ratio: Annotated[float, typer.Option(help="Share of bad events.")] = 0.03,
+    registry: Annotated[
+        bool,
+        typer.Option(
+            "--registry",
+            help="Also a local schema registry: the traffic framed in its wire format.",
+        ),
+    ] = False,
 ) -> None:
     """Local Kafka + sandbox + traffic + forwarder, with a live display and a summary."""
     from forwarder.demo import run_demo
 
     try:
-        raise typer.Exit(run_demo(events, bad_ratio))
+        raise typer.Exit(run_demo(events, bad_ratio, registry))
     except ForwarderError as exc:
         _fail(exc)
 

@@ -6,7 +6,10 @@ kind, runs the forwarder with a live display, and ends with a summary: delivered
 dead-lettered by reason. Personalization activation is on (``product_view`` and
 ``add_to_cart`` trigger the sandbox's emulated service, 1 % of the users make half of the
 traffic): the summary shows the answers published, the cache hit ratio, the fallbacks and two
-example answers. Exit status 0 when every event is accounted for.
+example answers. With ``--registry`` a local schema registry (Apicurio, ``LocalRegistry``) is
+started too, the bundled schemas registered in it, and the traffic framed as registry-aware
+producers write it (a tenth left bare, a few with an id no registry has: ``unknown_schema``).
+Exit status 0 when every event is accounted for.
 """
 
 from __future__ import annotations
@@ -30,13 +33,13 @@ from forwarder.demo_personalization import (
     personalization_summary,
     personalization_toml,
 )
-from forwarder.localkafka import KafkaCluster, create_topic
+from forwarder.localkafka import KafkaCluster, LocalRegistry, create_topic
 from forwarder.logs import configure_logging
 from forwarder.pipeline import Pipeline
 from forwarder.sandbox import ErrorRule, Faults, SandboxConfig, start_sandbox
 from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
 from forwarder.service import load_registry
-from forwarder.traffic import BAD_KINDS, TrafficGenerator, produce
+from forwarder.traffic import FRAMED_BAD_KINDS, TrafficGenerator, produce, register_schemas
 
 TOPIC = "clickstream"
 
@@ -64,7 +67,7 @@ def _table(produced: int, target: int, pipeline: Pipeline, delivered: int, start
         f"{total(registry, 'forwarder_events_retried_total'):,.0f}",
     )
     table.add_row("HTTP requests", f"{total(registry, 'forwarder_http_requests_total'):,.0f}")
-    for reason in (*BAD_KINDS, "rejected", "retries_exhausted"):
+    for reason in (*FRAMED_BAD_KINDS, "rejected", "retries_exhausted"):
         count = total(registry, "forwarder_events_dead_lettered_total", reason=reason)
         if count:
             table.add_row(f"dead-lettered: {reason}", f"{count:,.0f}")
@@ -76,14 +79,23 @@ def _table(produced: int, target: int, pipeline: Pipeline, delivered: int, start
     return table
 
 
-async def _demo(events: int, bad_ratio: float, console: Console, workdir: Path) -> int:
+async def _demo(
+    events: int, bad_ratio: float, console: Console, workdir: Path, framed: bool = False
+) -> int:
     console.print(
         "[bold]forwarder demo[/]: starting a local Kafka broker (the first run downloads it)..."
     )
     cluster = KafkaCluster(nodes=1)
     await asyncio.to_thread(cluster.start)
     sandbox = None
+    schema_registry = LocalRegistry() if framed else None
     try:
+        schema_ids = None
+        if schema_registry is not None:
+            console.print("starting a local schema registry (Apicurio; the first run downloads it)")
+            await asyncio.to_thread(schema_registry.start)
+            schema_ids = await register_schemas(schema_registry.url, TOPIC)
+            console.print(f"schema registry at {schema_registry.url}, schema ids {schema_ids}")
         await create_topic(cluster.bootstrap_servers, TOPIC, 6)
         faults = Faults(errors=[ErrorRule(500, 1003, 0.02)])
         sandbox = await start_sandbox(SandboxConfig(port=0, rate=0, seed=1, faults=faults))
@@ -98,6 +110,7 @@ async def _demo(events: int, bad_ratio: float, console: Console, workdir: Path) 
             "FORWARDER_ENDPOINT__URL": sandbox.url,
             "FORWARDER_BATCH__LINGER_MS": "100",
             "FORWARDER_LIMITS__REQUESTS_PER_SECOND": "0",
+            **({"FORWARDER_REGISTRY__URL": schema_registry.url} if schema_registry else {}),
         }
         config_file = workdir / "forwarder.toml"
         config_file.write_text(personalization_toml(sandbox.url))
@@ -105,7 +118,11 @@ async def _demo(events: int, bad_ratio: float, console: Console, workdir: Path) 
         config = load_config(config_file, env)
         pipeline = Pipeline(config, load_registry(config))
         generator = TrafficGenerator(
-            seed=42, bad_ratio=bad_ratio, run_id=f"demo-{int(time.time())}", hot_users=0.01
+            seed=42,
+            bad_ratio=bad_ratio,
+            run_id=f"demo-{int(time.time())}",
+            hot_users=0.01,
+            schema_ids=schema_ids,
         )
         producing = asyncio.create_task(
             produce(cluster.bootstrap_servers, TOPIC, generator, events, rate=20_000)
@@ -140,6 +157,12 @@ async def _demo(events: int, bad_ratio: float, console: Console, workdir: Path) 
         console.print(
             f"{verdict}: {delivered:,} delivered, {dead:,} dead-lettered ({bad:,} bad events produced)"
         )
+        if schema_registry is not None:
+            count = sum(1 for g in sent if g.value[:1] == b"\x00")
+            console.print(
+                f"  {count:,} events were framed (schema registry wire format) and forwarded as "
+                f"JSON; {len(sent) - count:,} bare"
+            )
         for line in await personalization_summary(cluster.bootstrap_servers, registry, total):
             console.print(line)
         console.print(f"  service answers: {dict(sandbox.sandbox.personalization.statuses)}")
@@ -151,15 +174,17 @@ async def _demo(events: int, bad_ratio: float, console: Console, workdir: Path) 
     finally:
         if sandbox is not None:
             await sandbox.stop()
+        if schema_registry is not None:
+            await asyncio.to_thread(schema_registry.stop)
         await asyncio.to_thread(cluster.stop)
 
 
-def run_demo(events: int = 50_000, bad_ratio: float = 0.03) -> int:
+def run_demo(events: int = 50_000, bad_ratio: float = 0.03, framed: bool = False) -> int:
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="forwarder-demo-"))
     log = (workdir / "forwarder.log").open("w")
     configure_logging("info", "json", (), stream=log)
     try:
-        return asyncio.run(_demo(events, bad_ratio, console, workdir))
+        return asyncio.run(_demo(events, bad_ratio, console, workdir, framed))
     finally:
         log.close()

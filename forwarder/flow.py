@@ -7,12 +7,13 @@
 - a partition with ``kafka.max_pending_per_partition`` records pending is paused until half of
   them are done (backpressure per partition);
 - a retry-tier partition is held (paused) until its head record is due
-  (``forwarder.core.tiers``), rewound to that record.
+  (``forwarder.core.tiers``), rewound to that record;
+- a partition waiting for schema ids to be looked up stays paused (``forwarder.schema_gate``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import structlog
 from aiokafka import TopicPartition
@@ -50,8 +51,9 @@ class FlowControl:
         """When held tier partitions come due."""
         return self._held.values()
 
-    def control(self, now: float, *, stop_all: bool) -> None:
-        """Pause and resume partitions for what is pending now; ``stop_all`` pauses all."""
+    def control(self, now: float, *, stop_all: bool, hold: Collection[TopicPartition] = ()) -> None:
+        """Pause and resume partitions for what is pending now; ``stop_all`` pauses all;
+        ``hold`` ones stay paused."""
         assigned = self._source.assignment()
         self._bound_bytes()
         for tp in [tp for tp, until in self._held.items() if until <= now]:
@@ -66,7 +68,7 @@ class FlowControl:
             self._backpressured |= newly
         release = self._tracker.under_resume_mark(self._backpressured)
         self._backpressured -= release
-        held = set(self._held)
+        held = set(self._held).union(hold)
         self._source.resume((assigned - self._backpressured - held) & self._source.paused())
 
     def _bound_bytes(self) -> None:

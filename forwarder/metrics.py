@@ -154,6 +154,27 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        # The schema registry of framed events (``forwarder.schema_gate``).
+        self.registry_lookups = Counter(
+            "forwarder_registry_lookups",
+            "Schema lookups in the registry by result: found, not_found, or why it failed "
+            "(unauthorized, timeout, connection, status, answer)",
+            ["result"],
+            registry=r,
+        )
+        self.registry_waiting = Gauge(
+            "forwarder_registry_waiting_partitions",
+            "Partitions waiting (paused) until the schema ids they need are looked up",
+            registry=r,
+        )
+        self.registry_unavailable = Gauge(
+            "forwarder_registry_unavailable",
+            "1 while the schema registry fails lookups (down, slow, refusing the credentials)",
+            registry=r,
+        )
+        self.registry_schemas = Gauge(
+            "forwarder_registry_schemas_cached", "Writer schemas compiled and cached", registry=r
+        )
         # Personalization activation (design.md section 7); ``service`` is a configured name.
         self.p13n_requests = Counter(
             "forwarder_personalization_requests",

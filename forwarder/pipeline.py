@@ -18,6 +18,9 @@ cannot be written at all, every partition is paused: batches already read wait i
 nothing new is read. While it is down, reading goes on up to the pending bounds, so that the
 probes can rotate through what arrives.
 
+A framed event whose schema id was never looked up stops its partition's decoding there: the
+partition is rewound to it and waits for the lookup (``forwarder.schema_gate``).
+
 The adapters (``Source``, ``Sink``, ``Publisher`` of ``forwarder.ports``) are the real Kafka
 and HTTP ones unless given: the tests pass in-memory fakes. Time is the event loop's.
 
@@ -44,12 +47,14 @@ from forwarder.committer import Committer
 from forwarder.config import REVOKE_COMMIT_MS, Config
 from forwarder.core.batcher import Batch, Batcher
 from forwarder.core.classify import Policy
-from forwarder.core.decode import Decoder, Event, Validator
+from forwarder.core.decode import Decoder, Event
 from forwarder.core.destinations import DestinationState
+from forwarder.core.framing import NOT_LOOKED_UP
 from forwarder.core.headers import Failure, attempts_of
 from forwarder.core.health import EndpointHealth, HealthSettings, State
 from forwarder.core.offsets import OffsetTracker
 from forwarder.core.records import RecordLike
+from forwarder.core.schemas import SchemaRegistry
 from forwarder.core.token_bucket import TokenBucket
 from forwarder.core.topics import TopicMap
 from forwarder.delivery import Delivery
@@ -62,6 +67,7 @@ from forwarder.personalization import Activation
 from forwarder.ports import Publisher
 from forwarder.producer_watch import ProducerWatch
 from forwarder.retry_after_report import RetryAfterReport
+from forwarder.schema_gate import SchemaGate
 from forwarder.workers import Workers
 
 __all__ = ["Adapters", "Pipeline"]
@@ -78,7 +84,7 @@ class Pipeline:
     def __init__(
         self,
         config: Config,
-        validator: Validator,
+        validator: SchemaRegistry,
         *,
         policy: Policy | None = None,
         metrics: Metrics | None = None,
@@ -103,7 +109,6 @@ class Pipeline:
         )
         self._prepare = io.prepare
         self._existing_topics = io.existing_topics
-        self._decoder = Decoder(validator, config.destination_for)
         self._batcher = Batcher(
             config.batch.max_events, config.batch.max_bytes, config.batch.linger_ms / 1000
         )
@@ -149,6 +154,9 @@ class Pipeline:
         )
         self._workers = Workers(self._delivery, self.metrics)
         self._spawn = self._workers.spawn
+        # Framed events' schema ids are looked up before those events are decoded.
+        self._schemas = SchemaGate.of(config, validator, io, self.metrics, self._spawn, self._now)
+        self._decoder = Decoder(validator, config.destination_for, self._schemas.writers)
         self._commits: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._flow = FlowControl(self._source, self._tracker, self.metrics)
@@ -179,6 +187,9 @@ class Pipeline:
             return False, "cannot write " + "; ".join(unwritable)
         if self._producer.problem:
             return False, f"producer: {self._producer.problem}"
+        registry = self._schemas.unready(self._now())
+        if registry:
+            return False, registry
         return True, "ready" + self._failing_note() + self.activation.readiness_note()
 
     def _failing_note(self) -> str:
@@ -264,6 +275,7 @@ class Pipeline:
         await self._bounded("personalization_stop", self.activation.stop(), deadline)
         await self._bounded("producer_stop", self._publisher.stop(), deadline)
         await self._workers.stop_side_tasks()
+        await self._schemas.aclose()
         await self._sink.aclose()
         self._log.info("pipeline_stopped", drained=drained)
 
@@ -306,7 +318,7 @@ class Pipeline:
                         self._take(tp, records, now)
                 for batch in self._batcher.due(now):
                     self._submit(batch)
-                self._flow.control(now, stop_all=self._stop_fetching())
+                self._flow.control(now, stop_all=self._stop_fetching(), hold=self._schemas.waiting)
                 if now >= next_observe:
                     next_observe = now + observe_every
                     self._lag.observe(now)
@@ -338,17 +350,25 @@ class Pipeline:
         role = self.topics.role(tp.topic)
         if role.tier:
             records = self._flow.due_records(tp, records, now, int(self._wall() * 1000))
-        self._tracker.add_all(tp, records, int(self._wall() * 1000))
-        self.metrics.consumed.labels(role.source).inc(len(records))
+        records = self._schemas.admit(tp, records, now)
         decode = self._decoder.decode
         events: list[Event] = []
         keep = events.append
+        failed: list[tuple[RecordLike, Failure]] = []
         for record in records:
             outcome = decode(record)
             if isinstance(outcome, Event):
                 keep(outcome)
+            elif outcome is NOT_LOOKED_UP:  # from here on the partition waits for the registry
+                records = self._schemas.wait(tp, records, record, now)
+                break
             else:
-                self._spawn(self._dead_letter(record, outcome))
+                failed.append((record, outcome))
+        # Tracked once decoded (nothing runs in between): a waiting partition's rest is not.
+        self._tracker.add_all(tp, records, int(self._wall() * 1000))
+        self.metrics.consumed.labels(role.source).inc(len(records))
+        for record, failure in failed:
+            self._spawn(self._dead_letter(record, failure))
         for batch in self._batcher.add_all(events, now):
             self._submit(batch)
 
@@ -414,6 +434,7 @@ class Pipeline:
             )
         self._tracker.forget(revoked)
         self._flow.forget(revoked)
+        self._schemas.forget(revoked)
         self._lag.forget(revoked)
         self._log.info(
             "partitions_revoked", partitions=sorted(f"{tp.topic}-{tp.partition}" for tp in revoked)

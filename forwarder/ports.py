@@ -16,6 +16,7 @@ from aiokafka import TopicPartition
 
 from forwarder.core.classify import SendResult
 from forwarder.core.records import RecordLike
+from forwarder.core.writer_schemas import FetchedSchema
 
 Callback = Callable[[set[TopicPartition]], Awaitable[None]]
 
@@ -124,3 +125,34 @@ class Source(Protocol):
     ) -> dict[TopicPartition, int]: ...
 
     async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaFound:
+    schema: FetchedSchema
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaMissing:
+    """The registry does not know the id (or a schema it references): an event fault."""
+
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryUnavailable:
+    """Down, slow, refusing the credentials: not the events' fault, they wait."""
+
+    kind: str  # a bounded set, safe as a metric label: unauthorized, timeout, connection, ...
+    detail: str
+
+
+SchemaLookup = SchemaFound | SchemaMissing | RegistryUnavailable
+
+
+class SchemaSource(Protocol):
+    """The schema registry: a schema by its id (with its references); never raises."""
+
+    async def fetch(self, schema_id: int) -> SchemaLookup: ...
+
+    async def aclose(self) -> None: ...

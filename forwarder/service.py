@@ -36,6 +36,7 @@ def secrets_of(config: Config) -> list[str]:
         k.ssl_key_password,
         k.oauth_client_secret,
         config.personalization.api_key,
+        config.registry.password,
     ]
     return [s.reveal() for s in values if s]
 
@@ -100,6 +101,7 @@ def run(config_path: str | None, signals: StopSignals | None = None) -> None:
         event_types=registry.event_types,
         endpoint=config.endpoint.base_url,
         profile=config.endpoint.profile,
+        schema_registry=config.registry.url or None,
         allocator=allocator(),
         python_allocator=python_allocator(os.environ),
     )

@@ -2,6 +2,10 @@
 
 ``TrafficGenerator`` is pure and seeded: the same seed gives the same events, so a test can
 know in advance which events are bad and why. ``produce`` writes them to Kafka.
+
+Given ``schema_ids`` (event type -> registry id, from ``register_schemas``), it writes events
+framed as a registry-aware producer does (``forwarder.core.framing``), a tenth of the valid
+ones left bare, and adds a bad kind of its own: ``unknown_schema`` (an id no registry has).
 """
 
 from __future__ import annotations
@@ -9,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from forwarder.core.framing import frame
+from forwarder.core.schemas import default_schema_dir
 
 EVENT_TYPES = (
     "page_view",
@@ -29,6 +36,11 @@ EVENT_TYPES = (
 WEIGHTS = (45, 25, 10, 3, 4, 10, 3)
 USERS = 100_000
 BAD_KINDS = ("invalid_json", "not_an_object", "schema_violation", "unknown_event_type", "too_large")
+FRAMED_BAD_KINDS = (*BAD_KINDS, "unknown_schema")
+# A schema id no registry of the demo or the tests holds.
+UNKNOWN_SCHEMA_ID = 999_999_999
+# Of the valid events of framed traffic, the share left bare: both kinds share the topic.
+BARE_SHARE = 0.1
 DEVICES = ("desktop", "mobile", "tablet")
 AGENTS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
@@ -53,11 +65,27 @@ class Generated:
     event_id: str | None
 
 
+def _event_type_of(value: bytes) -> str:
+    """The event type of a bad event, for its schema id; page_view when it cannot be read."""
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return "page_view"
+    kind = event.get("event_type") if isinstance(event, dict) else None
+    return kind if kind in EVENT_TYPES else "page_view"
+
+
 class TrafficGenerator:
     def __init__(
-        self, seed: int = 0, bad_ratio: float = 0.0, run_id: str = "run", hot_users: float = 0.0
+        self,
+        seed: int = 0,
+        bad_ratio: float = 0.0,
+        run_id: str = "run",
+        hot_users: float = 0.0,
+        schema_ids: Mapping[str, int] | None = None,
     ) -> None:
         self._rng = random.Random(seed)
+        self.schema_ids = dict(schema_ids or {})
         self.bad_ratio = bad_ratio
         # hot_users > 0: that share of the users (the lowest ids) makes half of the events, as
         # a storefront's regulars do; 0 draws every user alike (and no extra random numbers).
@@ -142,17 +170,31 @@ class TrafficGenerator:
         if kind == "too_large":
             event["blob"] = "x" * 1_000_001
             return orjson.dumps(event)
+        if kind == "unknown_schema":
+            return frame(UNKNOWN_SCHEMA_ID, orjson.dumps(event))
         raise ValueError(f"unknown bad kind {kind!r}")
+
+    def _framed(self, kind: str | None, event_type: str, value: bytes) -> bytes:
+        """``value`` as framed traffic carries it: framed by its event type's schema id, but
+        for a tenth of the valid events and the kinds that a writer schema cannot tell."""
+        if not self.schema_ids or kind in ("unknown_event_type", "unknown_schema"):
+            return value
+        if kind is None and self._rng.random() < BARE_SHARE:
+            return value
+        return frame(self.schema_ids[event_type], value)
 
     def next(self, now: float | None = None) -> Generated:
         self.produced += 1
         if self.bad_ratio and self._rng.random() < self.bad_ratio:
             # Over-1 MB events are rare in real traffic, and heavy on the broker: 1 in 50 bad ones.
-            kind = self._rng.choices(BAD_KINDS, (12, 12, 12, 12, 1))[0]
+            kinds = FRAMED_BAD_KINDS if self.schema_ids else BAD_KINDS
+            kind = self._rng.choices(kinds, (12, 12, 12, 12, 1, 12)[: len(kinds)])[0]
             value = self.bad(kind, now)
+            value = self._framed(kind, _event_type_of(value), value) if self.schema_ids else value
             return Generated(f"user-{self._count}".encode(), value, kind, None)
         event = self.valid(now)
-        return Generated(event["user_id"].encode(), orjson.dumps(event), None, event["event_id"])
+        value = self._framed(None, event["event_type"], orjson.dumps(event))
+        return Generated(event["user_id"].encode(), value, None, event["event_id"])
 
     def take(self, count: int) -> Iterator[Generated]:
         for _ in range(count):
@@ -227,3 +269,25 @@ async def produce_forever(
         return await _send_paced(producer, topic, items, rate, None)
     finally:
         await producer.stop()
+
+
+async def register_schemas(registry_url: str, topic: str) -> dict[str, int]:
+    """Register the bundled schemas in a registry: ``<topic>-common`` (common.json), then each
+    event type's as ``<topic>-<event type>`` referencing it by the name its ``$ref`` uses.
+    Their ids by event type."""
+    from forwarder.adapters.registry_client import RegistryClient
+    from forwarder.config import RegistryConfig
+
+    directory = default_schema_dir()
+    client = RegistryClient(RegistryConfig(url=registry_url))
+    try:
+        common = f"{topic}-common"
+        _, version = await client.register(common, (directory / "common.json").read_text())
+        ids = {}
+        for event_type in EVENT_TYPES:
+            text = (directory / f"{event_type}.json").read_text()
+            references = [("common.json", common, version)]
+            ids[event_type], _ = await client.register(f"{topic}-{event_type}", text, references)
+        return ids
+    finally:
+        await client.aclose()

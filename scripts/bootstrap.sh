@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the project needs on a fresh machine: a virtualenv with the package and
-# its dev tools, and the Apache Kafka jars (cached outside the repo, ~/.cache/forwarder).
+# its dev tools, the Apache Kafka jars and the Apicurio schema registry for the tests (cached
+# outside the repo, ~/.cache/forwarder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

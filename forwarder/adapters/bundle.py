@@ -10,9 +10,10 @@ from forwarder.adapters.http_sink import HttpSink, Transport
 from forwarder.adapters.kafka_common import list_topics
 from forwarder.adapters.kafka_publisher import KafkaPublisher, ensure_topics
 from forwarder.adapters.kafka_source import KafkaSource, Report
+from forwarder.adapters.registry_client import RegistryClient
 from forwarder.config import Config
 from forwarder.core.topics import TopicMap
-from forwarder.ports import Publisher, Sink, Source
+from forwarder.ports import Publisher, SchemaSource, Sink, Source
 from forwarder.retry_after_report import Report as RetryAfterReport
 from forwarder.retry_after_report import ignore
 
@@ -24,13 +25,15 @@ async def _no_topics() -> Sequence[str]:
 @dataclass
 class Adapters:
     """The I/O the pipeline drives; ``prepare`` creates the retry and dead-letter topics,
-    ``existing_topics`` lists the broker's topics (to find stranded retry tiers)."""
+    ``existing_topics`` lists the broker's topics (to find stranded retry tiers); ``registry``
+    looks schema ids up (None without ``registry.url``)."""
 
     source: Source
     sink: Sink
     publisher: Publisher
     prepare: Callable[[], Awaitable[object]]
     existing_topics: Callable[[], Awaitable[Sequence[str]]] = _no_topics
+    registry: SchemaSource | None = None
 
     @classmethod
     def real(
@@ -51,4 +54,5 @@ class Adapters:
                 config.kafka, topics.sources, topics.suffixes, publisher.topic_limits
             ),
             lambda: list_topics(config.kafka),
+            RegistryClient(config.registry) if config.registry.url else None,
         )

@@ -18,6 +18,7 @@ from forwarder.config._model import (
     TOPIC,
     Config,
     KafkaConfig,
+    RegistryConfig,
 )
 from forwarder.errors import ConfigError
 
@@ -80,17 +81,9 @@ def _check_oauth(k: KafkaConfig) -> None:
     _readable("kafka.oauth_token_file", k.oauth_token_file)
     if not k.oauth_token_url:
         return
-    parts = urlsplit(k.oauth_token_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            "kafka.oauth_token_url", "is not an http(s) URL", "e.g. https://idp/token"
-        )
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigError(
-            "kafka.oauth_token_url",
-            "plain http is refused for a non-loopback host (the client secret would travel in clear)",
-            "use https://",
-        )
+    _check_url(
+        "kafka.oauth_token_url", k.oauth_token_url, "https://idp/token", clear="the client secret"
+    )
     if not (k.oauth_client_id and k.oauth_client_secret):
         raise ConfigError(
             "kafka.oauth_client_id",
@@ -123,6 +116,44 @@ def _check_kafka_budgets(k: KafkaConfig) -> None:
             "the coordinator would expel this member mid-drain and its commit would fail",
             f"lower revoke_drain_ms to {max(room, 0)} or less, or raise rebalance_timeout_ms to "
             f"{k.revoke_drain_ms + REVOKE_COMMIT_MS} or more",
+        )
+
+
+def _check_registry(r: RegistryConfig) -> None:
+    for key in ("username", "ca_file", "proxy"):
+        if getattr(r, key) and not r.url:
+            raise ConfigError(f"registry.{key}", "is set without registry.url", "set registry.url")
+    if r.username and not r.password:
+        raise ConfigError(
+            "registry.username",
+            "is set without a password",
+            "set FORWARDER_REGISTRY__PASSWORD or FORWARDER_REGISTRY__PASSWORD_FILE",
+        )
+    if r.password and not r.username:
+        raise ConfigError(
+            "registry.username", "a registry password is set without a user name", "set it"
+        )
+    _positive("registry.timeout_s", r.timeout_s)
+    _positive("registry.backoff_max_s", r.backoff_max_s)
+    _readable("registry.ca_file", r.ca_file)
+    if r.proxy:
+        check_proxy("registry.proxy", r.proxy)
+    if r.url:
+        example = "https://psrc-xxxxx.eu-west-1.aws.confluent.cloud"
+        _check_url("registry.url", r.url, example, clear="the password" if r.password else "")
+
+
+def _check_url(key: str, url: str, example: str, *, clear: str = "") -> None:
+    """An http(s) URL with a host; when ``clear`` names a secret it would carry, plain http
+    only to a loopback host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(key, f"{url!r} is not an http(s) URL", f"e.g. {example}")
+    if clear and parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            key,
+            f"plain http is refused for a non-loopback host ({clear} would travel in clear)",
+            "use https://",
         )
 
 
@@ -244,3 +275,4 @@ def check(config: Config, need_secrets: bool = True) -> None:
     if h.ramp_s < 0:
         raise ConfigError("health.ramp_s", "must not be negative", "use 0 for no ramp")
     _positive("health.publish_unready_after_s", h.publish_unready_after_s)
+    _check_registry(config.registry)

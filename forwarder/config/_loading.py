@@ -32,6 +32,7 @@ from forwarder.config._model import (
     KafkaConfig,
     LimitsConfig,
     OpsConfig,
+    RegistryConfig,
     RetryConfig,
     SchemasConfig,
     Secret,
@@ -54,13 +55,18 @@ _SECTIONS: dict[str, type[Any]] = {
     "health": HealthConfig,
     "schemas": SchemasConfig,
     "ops": OpsConfig,
+    "registry": RegistryConfig,
 }
 _FREE_SECTIONS = ("routes", "policy", "personalization")
 _POLICY_KEY = re.compile(r"^(transport|[1-5][0-9]{2}(:[0-9]{1,6})?)$")
 # Secrets come from their own variables, never from the TOML file: the endpoint's from
-# TD_API_KEY / TD_WP13N_TOKEN, Kafka's from FORWARDER_KAFKA__<KEY> or FORWARDER_KAFKA__<KEY>_FILE.
+# TD_API_KEY / TD_WP13N_TOKEN, Kafka's and the registry's from FORWARDER_<SECTION>__<KEY> or
+# FORWARDER_<SECTION>__<KEY>_FILE.
 _SECRET_KEYS = {("endpoint", "api_key"), ("endpoint", "wp13n_token")}
-_KAFKA_SECRETS = ("sasl_password", "ssl_key_password", "oauth_client_secret")
+_ENV_SECRETS = {
+    "kafka": ("sasl_password", "ssl_key_password", "oauth_client_secret"),
+    "registry": ("password",),
+}
 
 
 def load_config(
@@ -83,10 +89,10 @@ def load_config(
             raise ConfigError(
                 "--config", f"{path} is not valid TOML: {exc}", "fix the syntax"
             ) from None
-    _refuse_kafka_secrets(raw)
+    _refuse_file_secrets(raw)
     _merge_env(raw, env)
     _merge_secrets(raw, env)
-    _merge_kafka_secret_files(raw)
+    _merge_secret_files(raw)
     merge_personalization_secret(raw, read_secret(env, "TD_PERSONALIZATION_API_KEY"))
     return _with_env_proxy(_build(raw, need_secrets), env)
 
@@ -126,6 +132,7 @@ def _with_env_proxy(config: Config, env: Mapping[str, str]) -> Config:
 
     Resolved here, once, because the sink passes its own transport to httpx, and httpx reads
     the proxy variables only for its default transport; ``config show`` then shows the proxy.
+    The schema registry's proxy is resolved the same way for its own URL.
     The personalization services go through the same egress: each gets the proxy the
     environment names for its own host (unless it sets ``proxy``) and, unless it sets
     ``ca_file``, the endpoint's ``ca_file``.
@@ -133,6 +140,9 @@ def _with_env_proxy(config: Config, env: Mapping[str, str]) -> Config:
     endpoint = config.endpoint
     if not endpoint.proxy:
         endpoint = dataclasses.replace(endpoint, proxy=_env_proxy(endpoint.base_url, env))
+    registry = config.registry
+    if registry.url and not registry.proxy:
+        registry = dataclasses.replace(registry, proxy=_env_proxy(registry.url, env))
     services = tuple(
         dataclasses.replace(
             s,
@@ -144,6 +154,7 @@ def _with_env_proxy(config: Config, env: Mapping[str, str]) -> Config:
     return dataclasses.replace(
         config,
         endpoint=endpoint,
+        registry=registry,
         personalization=dataclasses.replace(config.personalization, services=services),
     )
 
@@ -168,24 +179,21 @@ class _EnvValue:
     variable: str
 
 
-def _kafka_secret_variable(key: str) -> str:
-    return f"{ENV_PREFIX}KAFKA__{key.upper()}"
-
-
-def _refuse_kafka_secrets(raw: dict[str, Any]) -> None:
+def _refuse_file_secrets(raw: dict[str, Any]) -> None:
     """A secret in the TOML file ends up in version control and config dumps: refuse it."""
-    kafka = raw.get("kafka")
-    if not isinstance(kafka, dict):
-        return
-    for key in _KAFKA_SECRETS:
-        for name in (key, f"{key}_file"):
-            if name in kafka:
-                variable = _kafka_secret_variable(key)
-                raise ConfigError(
-                    f"kafka.{name}",
-                    "secrets are not read from the config file",
-                    f"set {variable} or {variable}_FILE instead",
-                )
+    for section, keys in _ENV_SECRETS.items():
+        table = raw.get(section)
+        if not isinstance(table, dict):
+            continue
+        for key in keys:
+            for name in (key, f"{key}_file"):
+                if name in table:
+                    variable = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+                    raise ConfigError(
+                        f"{section}.{name}",
+                        "secrets are not read from the config file",
+                        f"set {variable} or {variable}_FILE instead",
+                    )
 
 
 def _read_secret_file(variable: str, file_name: str) -> str:
@@ -199,15 +207,18 @@ def _read_secret_file(variable: str, file_name: str) -> str:
         ) from None
 
 
-def _merge_kafka_secret_files(raw: dict[str, Any]) -> None:
-    """``FORWARDER_KAFKA__<SECRET>_FILE`` (a mounted Kubernetes secret) wins over the value."""
-    kafka = raw.get("kafka")
-    if not isinstance(kafka, dict):
-        return
-    for key in _KAFKA_SECRETS:
-        named = kafka.pop(f"{key}_file", None)
-        if isinstance(named, _EnvValue) and named.text:
-            kafka[key] = _EnvValue(_read_secret_file(named.variable, named.text), named.variable)
+def _merge_secret_files(raw: dict[str, Any]) -> None:
+    """``FORWARDER_<SECTION>__<SECRET>_FILE`` (a mounted Kubernetes secret) wins over the
+    value."""
+    for section, keys in _ENV_SECRETS.items():
+        table = raw.get(section)
+        if not isinstance(table, dict):
+            continue
+        for key in keys:
+            named = table.pop(f"{key}_file", None)
+            if isinstance(named, _EnvValue) and named.text:
+                text = _read_secret_file(named.variable, named.text)
+                table[key] = _EnvValue(text, named.variable)
 
 
 def _merge_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> None:

@@ -167,6 +167,27 @@ class SchemasConfig:
 
 
 @dataclass(frozen=True)
+class RegistryConfig:
+    """A schema registry with the Confluent-compatible REST API, for framed events."""
+
+    # Empty: framed events are unwrapped and validated against the local schemas only.
+    url: str = ""
+    # Basic auth (Confluent Cloud: the registry's API key and secret); the password only from
+    # FORWARDER_REGISTRY__PASSWORD or FORWARDER_REGISTRY__PASSWORD_FILE.
+    username: str = ""
+    password: Secret = field(default_factory=lambda: Secret(""))
+    # As the endpoint's: a private CA bundle, and a proxy (default: HTTPS_PROXY/NO_PROXY).
+    ca_file: str = ""
+    proxy: str = ""
+    timeout_s: float = 5.0
+    # While the registry fails, lookups are retried from 1 s, doubling up to this.
+    backoff_max_s: float = 10.0
+    # Framed events are validated by their writer schema; true: by the local schema of their
+    # event_type too.
+    local_schemas: bool = False
+
+
+@dataclass(frozen=True)
 class OpsConfig:
     host: str = "0.0.0.0"
     port: int = 9108
@@ -237,6 +258,7 @@ class Config:
     # "status" or "status:code" -> action name; see forwarder.core.classify.
     policy: Mapping[str, str] = field(default_factory=dict)
     personalization: PersonalizationConfig = field(default_factory=PersonalizationConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
 
     def destination_for(self, event_type: str) -> str:
         """``database.table`` for an event type: its route, else the default database."""

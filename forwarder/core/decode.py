@@ -23,19 +23,24 @@ UTF-8, a lone surrogate escape, nesting deeper than 1024, a number beyond a doub
 ``10**400``, ``NaN`` and ``Infinity``. An object that repeats a member name is ``invalid_json``
 too (``member_names``): the forwarder sends the producer's bytes, and a receiver keeping the
 first of the repeated values would store one that was never validated.
+
+A value framed by a schema registry (``forwarder.core.framing``) is unwrapped: its JSON alone
+is validated, by the validator ``WriterLookup`` gives for its schema id, and sent; the record
+keeps the framed bytes, so a dead letter holds what the producer wrote.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 import uuid_utils
 
+from forwarder.core.framing import HEADER_BYTES, MAGIC, short_frame
 from forwarder.core.headers import Failure, origin_of
 from forwarder.core.member_names import repeated_member
 from forwarder.core.records import Origin, RecordLike
@@ -67,6 +72,18 @@ class ValidationFailureLike(Protocol):
 
 class Validator(Protocol):
     def validate(self, event: dict[str, Any]) -> ValidationFailureLike | None: ...
+
+
+class WriterLookup(Protocol):
+    """The validator of a framed event by its schema id (``forwarder.core.writer_schemas``)."""
+
+    @property
+    def by_header(self) -> Mapping[bytes, Validator]:
+        """The validators of the ids found so far, by the 5-byte header naming them (one
+        dict, filled in place): a slice and a lookup per event, no parsing."""
+        ...
+
+    def resolve(self, schema_id: int) -> Validator | Failure: ...
 
 
 class Event(NamedTuple):
@@ -176,8 +193,17 @@ def _splice(value: bytes, event_id: str, stamp: int | None) -> bytes | None:
 class Decoder:
     """Turns records into ``Event`` or ``Failure``; one per pipeline, reused for every record."""
 
-    def __init__(self, validator: Validator, destination_for: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        validator: Validator,
+        destination_for: Callable[[str], str],
+        writers: WriterLookup | None = None,
+    ) -> None:
+        """``writers`` validates framed events; without it the local ``validator`` does."""
         self._validator = validator
+        self._writers = writers
+        by_header: Mapping[bytes, Validator] = {} if writers is None else writers.by_header
+        self._writer_of = by_header.get  # bound once: called for every framed event
         self._destination_for = destination_for
         self._destinations: dict[str, str] = {}
         self._seconds: dict[str, int | None] = {}
@@ -191,6 +217,16 @@ class Decoder:
             return Failure(
                 "too_large", f"the event is {len(value)} bytes; the endpoint takes at most 1000000"
             )
+        validator = self._validator
+        if value[:1] == MAGIC:  # one byte compared: bare JSON pays nothing more
+            writer = self._writer_of(value[:HEADER_BYTES])
+            if writer is None:
+                found = self._writer(value)
+                if isinstance(found, Failure):
+                    return found
+                writer = found
+            validator = writer
+            value = value[HEADER_BYTES:]
         try:
             event = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
@@ -202,7 +238,7 @@ class Decoder:
         repeated = repeated_member(value, event)
         if repeated is not None:
             return Failure("invalid_json", repeated)
-        failure = self._validator.validate(event)
+        failure = validator.validate(event)
         if failure is not None:
             return Failure(failure.reason, failure.detail)
         event_id = event_uuid(event, record)
@@ -230,6 +266,14 @@ class Decoder:
         if destination is None:
             destination = self._destinations[event_type] = self._destination_for(event_type)
         return _new_tuple(Event, (record, destination, body, event_id))
+
+    def _writer(self, value: bytes) -> Validator | Failure:
+        """A framed value's validator when its header is not a cached one (the slow path)."""
+        if len(value) < HEADER_BYTES:
+            return short_frame(value)
+        if self._writers is None:
+            return self._validator
+        return self._writers.resolve(int.from_bytes(value[1:HEADER_BYTES], "big"))
 
     def _time(self, stamp: object, record: RecordLike) -> int | None:
         """``event_time`` of an event whose ``timestamp`` member is ``stamp`` (None when absent).

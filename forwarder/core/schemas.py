@@ -25,7 +25,9 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from forwarder.core.decode import json_type
+from forwarder.core.decode import Validator, WriterLookup, json_type
+from forwarder.core.framing import HEADER_BYTES, MAGIC, schema_id_of, short_frame
+from forwarder.core.headers import Failure
 from forwarder.core.member_names import repeated_member
 from forwarder.errors import SchemaLoadError
 
@@ -136,18 +138,19 @@ class SchemaRegistry:
             )
         if validator.is_valid(event):
             return None
-        return self._first_error(validator, event)
+        return first_error(validator, event)
 
-    @staticmethod
-    def _first_error(validator: Any, event: dict[str, Any]) -> ValidationFailure:
-        # The deepest error names the most specific place: /items/0/quantity, not /items.
-        errors = list(validator.iter_errors(event))
-        best = max(errors, key=lambda e: len(e.instance_path))
-        path = _pointer(best.instance_path)
-        message = best.message
-        if len(message) > MAX_DETAIL - len(path) - 2:
-            message = message[: MAX_DETAIL - len(path) - 5] + "..."
-        return ValidationFailure("schema_violation", path, f"{path or '/'}: {message}")
+
+def first_error(validator: Any, event: dict[str, Any]) -> ValidationFailure:
+    """The ``schema_violation`` of an event ``validator`` rejects, its detail led by the path."""
+    # The deepest error names the most specific place: /items/0/quantity, not /items.
+    errors = list(validator.iter_errors(event))
+    best = max(errors, key=lambda e: len(e.instance_path))
+    path = _pointer(best.instance_path)
+    message = best.message
+    if len(message) > MAX_DETAIL - len(path) - 2:
+        message = message[: MAX_DETAIL - len(path) - 5] + "..."
+    return ValidationFailure("schema_violation", path, f"{path or '/'}: {message}")
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -162,10 +165,31 @@ def _load(path: Path) -> dict[str, Any]:
 
 def validate_lines(lines: Iterable[bytes], registry: SchemaRegistry) -> Iterator[LineFailure]:
     """Check JSONL lines; yield one failure per bad line (blank lines are skipped)."""
-    for number, line in enumerate(lines, start=1):
-        line = line.strip()
+    yield from validate_values(enumerate(lines, start=1), registry)
+
+
+def validate_values(
+    values: Iterable[tuple[int, bytes]],
+    registry: SchemaRegistry,
+    writers: WriterLookup | None = None,
+) -> Iterator[LineFailure]:
+    """Check numbered values, bare JSON or framed (``forwarder.core.framing``); yield one
+    failure per bad one. Framed ones are validated as ``writers`` says, else by ``registry``."""
+    for number, raw in values:
+        line = raw if raw[:1] == MAGIC else raw.strip()
         if not line:
             continue
+        validator: Validator = registry
+        if line[:1] == MAGIC:
+            if len(line) < HEADER_BYTES:
+                failed = short_frame(line)
+                yield LineFailure(number, failed.reason, "", failed.detail)
+                continue
+            writer = writers.resolve(schema_id_of(line)) if writers is not None else registry
+            if isinstance(writer, Failure):
+                yield LineFailure(number, writer.reason, "", writer.detail)
+                continue
+            validator, line = writer, line[HEADER_BYTES:]
         try:
             event = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -180,6 +204,7 @@ def validate_lines(lines: Iterable[bytes], registry: SchemaRegistry) -> Iterator
         if repeated is not None:  # the forwarder dead-letters these too
             yield LineFailure(number, "invalid_json", "", repeated)
             continue
-        failure = registry.validate(event)
+        failure = validator.validate(event)
         if failure is not None:
-            yield LineFailure(number, failure.reason, failure.path, failure.detail)
+            path = getattr(failure, "path", "")
+            yield LineFailure(number, failure.reason, path, failure.detail)

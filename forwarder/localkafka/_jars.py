@@ -1,4 +1,5 @@
-"""The Kafka broker jars: fetched once from Maven Central with Maven, cached outside the repo."""
+"""The Kafka broker jars (and the registry's, ``_registry``): fetched once from Maven Central
+with Maven, cached outside the repo."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 KAFKA_VERSION = "4.3.0"
@@ -31,41 +33,45 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
 """
 
 
+def cache_root() -> Path:
+    return Path(os.environ.get("FORWARDER_CACHE_DIR") or Path.home() / ".cache" / "forwarder")
+
+
 def cache_dir() -> Path:
-    root = os.environ.get("FORWARDER_CACHE_DIR") or Path.home() / ".cache" / "forwarder"
-    return Path(root) / f"kafka-{KAFKA_VERSION}"
+    return cache_root() / f"kafka-{KAFKA_VERSION}"
 
 
 def ensure_kafka_jars() -> Path:
-    """The directory of the broker's jars, downloading them once with Maven.
+    """The directory of the broker's jars, downloading them once with Maven."""
+    pom = _POM.format(kafka=KAFKA_VERSION, slf4j=SLF4J_VERSION, log4j=LOG4J_VERSION)
+    goal = ["dependency:copy-dependencies", "-DincludeScope=runtime", "-DoutputDirectory=libs"]
+    return cached_download(cache_dir(), f"Kafka {KAFKA_VERSION}", goal, pom) / "libs"
+
+
+def cached_download(
+    target: Path,
+    what: str,
+    maven_goal: list[str],
+    pom: str | None = None,
+    finish: Callable[[Path], None] | None = None,
+) -> Path:
+    """``target``, filled once by Maven running ``maven_goal`` in it (and ``finish``).
 
     The download goes to a temp directory renamed into place, and a marker file says the cache is
     complete, so an interrupted download never leaves a half cache behind.
     """
-    target = cache_dir()
-    libs = target / "libs"
     if (target / "COMPLETE").exists():
-        return libs
+        return target
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise RuntimeError(
-            "Maven (mvn) is needed to fetch the Kafka jars; install it or fill the cache"
-        )
+        raise RuntimeError(f"Maven (mvn) is needed to fetch {what}; install it or fill the cache")
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="kafka-jars-", dir=target.parent))
+    work = Path(tempfile.mkdtemp(prefix=f"{target.name}-", dir=target.parent))
     try:
-        (work / "pom.xml").write_text(
-            _POM.format(kafka=KAFKA_VERSION, slf4j=SLF4J_VERSION, log4j=LOG4J_VERSION)
-        )
+        if pom is not None:
+            (work / "pom.xml").write_text(pom)
         result = subprocess.run(
-            [
-                mvn,
-                "-q",
-                "-B",
-                "dependency:copy-dependencies",
-                "-DincludeScope=runtime",
-                "-DoutputDirectory=libs",
-            ],
+            [mvn, "-q", "-B", *maven_goal],
             cwd=work,
             capture_output=True,
             text=True,
@@ -73,13 +79,15 @@ def ensure_kafka_jars() -> Path:
         )
         if result.returncode != 0:
             raise RuntimeError(
-                f"mvn could not fetch Kafka {KAFKA_VERSION}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+                f"mvn could not fetch {what}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
             )
-        (work / "COMPLETE").write_text(KAFKA_VERSION)
+        if finish is not None:
+            finish(work)
+        (work / "COMPLETE").write_text(what)
         if target.exists():
             shutil.rmtree(target)
         work.rename(target)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
-    return libs
+    return target

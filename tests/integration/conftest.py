@@ -1,4 +1,5 @@
-"""Fixtures of the integration tests: a real Kafka broker and the destination sandbox."""
+"""Fixtures of the integration tests: a real Kafka broker, the destination sandbox and, for the
+tests that ask for it, a real schema registry (Apicurio, started once per session)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from forwarder.localkafka import KafkaCluster, create_topic
+from forwarder.localkafka import KafkaCluster, LocalRegistry, create_topic
 from forwarder.sandbox import RunningSandbox, SandboxConfig, start_sandbox
 
 
@@ -25,6 +26,17 @@ def kafka_cluster() -> Iterator[KafkaCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[LocalRegistry]:
+    """A schema registry with the Confluent-compatible API, in memory, for the whole session."""
+    registry = LocalRegistry()
+    registry.start()
+    try:
+        yield registry
+    finally:
+        registry.stop()
 
 
 @pytest.fixture(scope="session")

@@ -618,6 +618,7 @@ def test_prometheus_rule_alerts_are_complete_and_well_formed() -> None:
         ("ForwarderDestinationDegraded", "forwarder_destination_state"),
         ("ForwarderDestinationNotFound", "forwarder_events_dead_lettered_total"),
         ("ForwarderPublishFailing", "forwarder_publish_failures_total"),
+        ("ForwarderSchemaRegistryUnavailable", "forwarder_registry_waiting_partitions"),
         ("ForwarderDeadLetterGrowth", "forwarder_events_dead_lettered_total"),
         ("ForwarderLagAgeHigh", "forwarder_oldest_uncommitted_record_age_seconds"),
         ("ForwarderRetryRateHigh", "forwarder_events_retried_total"),
