@@ -121,7 +121,7 @@ class Limiter:
             and not self._health.blocked
             and not self._health.destinations.degraded(destination)
         ):
-            c.back_pressure(now)
+            c.back_pressure(sent_at, now)
         if self._metrics is not None:
             self._metrics.request_rtt_mean.set(c.rtt_mean or 0.0)
         if c.limit == before:

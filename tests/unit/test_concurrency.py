@@ -42,19 +42,20 @@ def test_the_limit_stops_at_its_maximum() -> None:
     assert c.limit == 5
 
 
-def test_back_pressure_decreases_multiplicatively_once_per_window() -> None:
+def test_back_pressure_decreases_at_once_and_once_per_overload() -> None:
     c = Concurrency(ConcurrencySettings(initial=40), now=0.0)
     now = busy_window(c, 0.0, in_use=False)  # a mean RTT to size the windows
     assert c.limit == 40
-    for _ in range(5):  # a burst of 429s within one window
-        now += 0.001
-        c.back_pressure(now)
-    now += RTT * 1.1
-    c.back_pressure(now)
-    assert c.limit == 36  # 40 * 0.9, once: the burst answered one window's requests
-    now += RTT * 1.1
-    c.back_pressure(now)
+    sent = now
+    now += 0.001
+    c.back_pressure(sent, now)
+    assert c.limit == 36  # 40 * 0.9, at once
+    for _ in range(5):  # the rest of the burst: requests sent before the decrease
+        c.back_pressure(sent, now + 0.001)
+    assert c.limit == 36
+    c.back_pressure(now + 0.002, now + 0.003)  # sent after it: the overload goes on
     assert c.limit == 32  # floor(36 * 0.9)
+    assert c.ceiling == 36
 
 
 def test_a_small_limit_still_decreases_by_one_and_never_below_one() -> None:
@@ -63,9 +64,33 @@ def test_a_small_limit_still_decreases_by_one_and_never_below_one() -> None:
     seen = []
     for _ in range(4):
         now += 1.0
-        c.back_pressure(now)
+        c.back_pressure(now, now)
         seen.append(c.limit)
     assert seen == [2, 1, 1, 1]
+
+
+def test_a_refused_limit_is_tried_again_only_after_clean_windows_ever_more_rarely() -> None:
+    settings = ConcurrencySettings(initial=6, probe_windows=4, probe_windows_max=8)
+    c = Concurrency(settings, now=0.0)
+    now = busy_window(c, 0.0)
+    assert c.limit == 7
+    c.back_pressure(now, now)  # the capacity is 6
+    assert (c.limit, c.ceiling) == (6, 7)
+    limits = []
+    for _ in range(4):
+        now = busy_window(c, now)
+        limits.append(c.limit)
+    assert limits == [6, 6, 6, 7]  # a probe after 4 clean windows
+    c.back_pressure(now, now)  # refused again: the next probe waits twice as long
+    limits = []
+    for _ in range(8):
+        now = busy_window(c, now)
+        limits.append(c.limit)
+    assert limits == [6] * 7 + [7]
+    now = busy_window(c, now)  # the probe is clean: the capacity grew, climb on
+    assert (c.limit, c.ceiling) == (8, None)
+    now = busy_window(c, now)
+    assert c.limit == 9
 
 
 def test_an_rtt_well_above_its_mean_decreases_and_a_steady_one_does_not() -> None:
