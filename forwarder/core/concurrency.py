@@ -8,10 +8,10 @@ mean RTT long, and the limit moves:
 - **down**, multiplied by ``decrease_ratio`` (at least by one), at once on back-pressure (a
   429, a retriable 5xx, a timeout: :meth:`Concurrency.back_pressure`), but only for requests
   sent after the last decrease: one overload answered by a burst of 429s costs one decrease,
-  not one per answer. Also at the end of a window whose mean RTT rose above the moving mean
-  by more than ``deviation_scale`` times its usual spread (the deviation, but at least
-  ``min_rise`` of the mean, so that a steady endpoint, whose deviation is near zero, is not
-  read as overloaded by jitter: 25 %).
+  not one per answer. Also at the end of ``slow_windows`` windows in a row whose mean RTT
+  rose above the moving mean by more than ``deviation_scale`` times its usual spread (the
+  deviation, but at least ``min_rise`` of the mean, so that a steady endpoint, whose
+  deviation is near zero, is not read as overloaded by jitter: 50 %).
 - **up** by one at the end of a window in which the limit was in use (a request went out with
   the limit reached), no back-pressure arrived and the RTT stayed near the mean (within that
   spread).
@@ -40,8 +40,9 @@ class ConcurrencySettings:
     decrease_ratio: float = 0.9
     ewma_alpha: float = 0.4  # weight of the newest window in the RTT's mean and deviation
     deviation_scale: float = 2.5
-    min_rise: float = 0.1  # an RTT rise below this share of the mean is noise, never overload
+    min_rise: float = 0.2  # an RTT rise below this share of the mean is noise, never overload
     min_window_s: float = 0.01  # the shortest window, whatever the RTT
+    slow_windows: int = 2  # consecutive windows with a high RTT that make a decrease
     probe_windows: int = 8  # clean windows below a refused limit before trying it again
     probe_windows_max: int = 64
 
@@ -54,6 +55,8 @@ class Concurrency:
         self.rtt_deviation = 0.0
         self.changes = 0  # bumped on every change of the limit
         self.ceiling: int | None = None  # the last limit refused (back-pressure or a high RTT)
+        self.slow_windows = 0  # consecutive windows with the RTT well above its mean
+        self.decreases = {"back_pressure": 0, "rtt": 0}
         self._probe_after = settings.probe_windows
         self._clean = 0  # clean windows in use just below the ceiling
         self._decreased_at = -math.inf
@@ -78,10 +81,11 @@ class Concurrency:
         """The endpoint said it is overloaded (429, retriable 5xx, timeout) to a request sent
         at ``sent_at``."""
         if sent_at >= self._decreased_at:
-            self._decrease(now)
+            self._decrease(now, "back_pressure")
 
-    def _decrease(self, now: float) -> None:
+    def _decrease(self, now: float, why: str) -> None:
         s = self.settings
+        self.decreases[why] += 1
         if self.ceiling is not None and self.limit >= self.ceiling:
             # A probe refused: wait longer before the next one.
             self._probe_after = min(self._probe_after * 2, s.probe_windows_max)
@@ -96,13 +100,24 @@ class Concurrency:
         rtt = self._window_rtt_sum / self._window_samples
         mean = self.rtt_mean
         near = 0.0 if mean is None else max(self.rtt_deviation, s.min_rise * mean)
+        if mean is not None and rtt > mean + s.deviation_scale * near:
+            # Slow: one window may be a stall (a pause of the process, a slow connection);
+            # the mean is held until enough in a row say the endpoint is queueing.
+            self.slow_windows += 1
+            if self.slow_windows < s.slow_windows:
+                self._new_window(now)
+                return
+        else:
+            self.slow_windows = 0
+        # The window is judged against the mean and spread before it.
         if mean is None:
             self.rtt_mean = rtt
-        else:  # the window is judged against the mean and spread before it
+        else:
             self.rtt_deviation += s.ewma_alpha * (abs(rtt - mean) - self.rtt_deviation)
             self.rtt_mean = mean + s.ewma_alpha * (rtt - mean)
-        if mean is not None and rtt > mean + s.deviation_scale * near:
-            self._decrease(now)
+        if self.slow_windows:
+            self.slow_windows = 0
+            self._decrease(now, "rtt")
             return
         if self._in_use and (mean is None or rtt <= mean + near):
             self._grow()

@@ -100,17 +100,22 @@ def test_an_rtt_well_above_its_mean_decreases_and_a_steady_one_does_not() -> Non
         now = busy_window(c, now)
     assert c.limit == 20
     assert c.rtt_mean is not None and abs(c.rtt_mean - RTT) < 1e-9
-    now = busy_window(c, now, rtt=RTT * 1.05)  # jitter below min_rise: no overload
+    now = busy_window(c, now, rtt=RTT * 1.4)  # a rise below min_rise: no overload
     assert c.limit == 20
-    now = busy_window(c, now, rtt=RTT * 3)
+    now += RTT * 3  # one slow window (one answer, longer than the window) may be a stall
+    c.answered(RTT * 3, now)
+    assert c.limit == 20
+    now += RTT * 3  # two in a row: queueing
+    c.answered(RTT * 3, now)
     assert c.limit == 18
+    assert c.decreases == {"back_pressure": 0, "rtt": 1}
 
 
 def test_a_rising_rtt_stops_the_growth() -> None:
     c = Concurrency(ConcurrencySettings(initial=10), now=0.0)
     now = busy_window(c, 0.0)
     assert c.limit == 11
-    now = busy_window(c, now, rtt=RTT * 1.2)  # above mean + deviation, below the decrease
+    now = busy_window(c, now, rtt=RTT * 1.35)  # above mean + spread, below the decrease
     assert c.limit == 11
 
 
