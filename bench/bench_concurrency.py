@@ -18,7 +18,8 @@ this 2-core machine. Then one adaptive run in which the capacity goes 24 -> 4 ->
 phase ``--phase`` seconds: the time from each change until the limit stays within one (or 15 %)
 of the new capacity, and the 429 share of each phase once settled.
 
-Prints a table, writes ``bench/results/concurrency.json`` and ``docs/adaptive-concurrency.svg``
+``--settings adaptive --merge bench/results/concurrency.json`` runs adaptive alone and takes
+the static rows from an earlier run. Prints a table, writes ``bench/results/concurrency.json`` and ``docs/adaptive-concurrency.svg``
 (the limit over time in the change run, the capacity drawn under it).
 """
 
@@ -154,6 +155,8 @@ async def one_run(
             limits.append(limit_of(pipeline))
             await asyncio.sleep(SAMPLE_S)
         until, after = time.monotonic(), await accepted(http)
+        controller = pipeline._delivery._limiter.concurrency  # bench only
+        decreases = dict(controller.decreases) if controller is not None else {}
     finally:
         pipeline.stop()
         await asyncio.wait_for(task, 60)
@@ -163,6 +166,7 @@ async def one_run(
         "capacity": capacity,
         "goodput": (after - before) / (until - since),
         "limit_median": sorted(limits)[len(limits) // 2] if limits else 0,
+        "decreases": decreases,
         **figures,
     }
 
@@ -247,7 +251,10 @@ def table(runs: list[dict[str, Any]], capacities: Sequence[int]) -> str:
         "|---:|---|---:|---:|---:|---:|",
     ]
     for capacity in capacities:
-        rows = [r for r in runs if r["capacity"] == capacity]
+        order = {s: n for n, s in enumerate(SETTINGS)}
+        rows = sorted(
+            (r for r in runs if r["capacity"] == capacity), key=lambda r: order[r["setting"]]
+        )
         best = max(r["goodput"] for r in rows if r["setting"] != "adaptive")
         for r in rows:
             setting = r["setting"]
@@ -269,13 +276,28 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--service-ms", type=float, default=100.0)
     parser.add_argument("--capacities", type=int, nargs="*", default=list(CAPACITIES))
+    parser.add_argument(
+        "--settings",
+        nargs="*",
+        default=[str(s) for s in SETTINGS],
+        help="the max_in_flight settings to run (e.g. only adaptive, with --merge)",
+    )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        help="an earlier concurrency.json: its runs of the settings not run now join the table",
+    )
     args = parser.parse_args()
+    settings = [int(s) if s.isdigit() else s for s in args.settings]
     runs: list[dict[str, Any]] = []
+    if args.merge:
+        earlier = json.loads(args.merge.read_text())["runs"]
+        runs += [r for r in earlier if r["setting"] not in settings]
     async with filled_topics("conc", [args.events], PARTITIONS) as (bootstrap, (topic,)):
         with sandbox_process() as (sandbox, _):
             async with httpx.AsyncClient(base_url=sandbox, timeout=30) as http:
                 for capacity in args.capacities:
-                    for setting in SETTINGS:
+                    for setting in settings:
                         run = await one_run(
                             args, bootstrap, topic, sandbox, http, setting, capacity
                         )

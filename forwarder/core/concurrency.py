@@ -21,8 +21,8 @@ Where this departs from Vector, measurement said so (``tests/unit/test_adaptive_
 straight back to the limit that was refused, so an endpoint that refuses at once (a 429 costs
 no service time) answers the slot above its capacity with a 429 after every other window, and
 the freed slot refills and is refused again within the same window: most requests were 429s in
-the model test. Here the decrease is immediate, and the limit refused is remembered as a
-*ceiling*: the limit climbs to one below it, and goes up to it only as a *probe* after
+the model test. Here the decrease is immediate, and the limit refused (by back-pressure, not by a slow RTT) is
+remembered as a *ceiling*: the limit climbs to one below it, and goes up to it only as a *probe* after
 ``probe_windows`` clean windows there, the wait doubling with each refused probe (up to
 ``probe_windows_max``). A clean window at or above the ceiling forgets it: the capacity grew.
 """
@@ -54,7 +54,7 @@ class Concurrency:
         self.rtt_mean: float | None = None
         self.rtt_deviation = 0.0
         self.changes = 0  # bumped on every change of the limit
-        self.ceiling: int | None = None  # the last limit refused (back-pressure or a high RTT)
+        self.ceiling: int | None = None  # the last limit refused by back-pressure
         self.slow_windows = 0  # consecutive windows with the RTT well above its mean
         self.decreases = {"back_pressure": 0, "rtt": 0}
         self._probe_after = settings.probe_windows
@@ -86,10 +86,13 @@ class Concurrency:
     def _decrease(self, now: float, why: str) -> None:
         s = self.settings
         self.decreases[why] += 1
-        if self.ceiling is not None and self.limit >= self.ceiling:
-            # A probe refused: wait longer before the next one.
-            self._probe_after = min(self._probe_after * 2, s.probe_windows_max)
-        self.ceiling = self.limit
+        if why == "back_pressure":
+            if self.ceiling is not None and self.limit >= self.ceiling:
+                # A probe refused: wait longer before the next one.
+                self._probe_after = min(self._probe_after * 2, s.probe_windows_max)
+            # Only a refusal says where the capacity is: a slow RTT (a stall of the network
+            # or the process, as often as queueing) keeps what a refusal taught.
+            self.ceiling = self.limit
         self._clean = 0
         self._set(min(self.limit - 1, math.floor(self.limit * s.decrease_ratio)))
         self._decreased_at = now

@@ -130,3 +130,21 @@ def test_windows_last_one_mean_rtt() -> None:
     c.answered(0.5, 1.0)
     assert c.limit == 3
     assert c.changes == 2
+
+
+def test_a_slow_rtt_decreases_but_keeps_the_ceiling_a_refusal_taught() -> None:
+    c = Concurrency(ConcurrencySettings(initial=4, probe_windows=4), now=0.0)
+    now = busy_window(c, 0.0)
+    c.back_pressure(now, now)  # 5 refused
+    assert (c.limit, c.ceiling) == (4, 5)
+    for _ in range(2):  # two slow windows: queueing (or a stall)
+        now += RTT * 3
+        c.answered(RTT * 3, now)
+    assert (c.limit, c.ceiling) == (3, 5)
+    limits = []
+    for _ in range(7):
+        now = busy_window(c, now)
+        limits.append(c.limit)
+    # Back to one below the refused limit, 4 clean windows there, one probe (clean: the
+    # capacity grew, the climb goes on).
+    assert limits == [3, 4, 4, 4, 4, 5, 6]
