@@ -314,7 +314,7 @@ async def main() -> None:
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / "concurrency.json").write_text(
-        json.dumps({"runs": runs, "change": change, "args": vars(args)}, indent=1)
+        json.dumps({"runs": runs, "change": change, "args": vars(args)}, indent=1, default=str)
     )
     write_plot(change, ROOT / "docs" / "adaptive-concurrency.svg")
 

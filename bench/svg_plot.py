@@ -34,7 +34,7 @@ def line_plot(series: list[Series], title: str, x_label: str, y_label: str) -> s
     xs = [x for s in series for x, _ in s.points]
     ys = [y for s in series for _, y in s.points]
     x_max = max(xs, default=1.0) or 1.0
-    y_max = (max(ys, default=1.0) or 1.0) * 1.1
+    y_max = (max(ys, default=1.0) or 1.0) * 1.3  # room for the legend above the lines
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def px(x: float) -> float:
