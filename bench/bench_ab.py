@@ -65,6 +65,14 @@ def comparison(
         help="run the candidate with this malloc, the baseline with BENCH_MALLOC's (bench_pair "
         "only; BENCH_MALLOC=system bench_pair.py --baseline HEAD --candidate-malloc jemalloc)",
     )
+    parser.add_argument(
+        "--candidate-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the candidate only (bench_pair only; e.g. "
+        "FORWARDER_LIMITS__MAX_IN_FLIGHT=adaptive against --baseline HEAD's static default)",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix=f"forwarder-{name}-"))
     return args, workdir, {"baseline": export(args.baseline, workdir), "candidate": ROOT}

@@ -1,7 +1,7 @@
 """The working tree's forwarder and a revision's, run at the same time, CPU per event of each.
 
     .venv/bin/python bench/bench_pair.py --baseline REV [--events 200000] [--rounds 6]
-        [--candidate-entry SCRIPT]
+        [--candidate-entry SCRIPT] [--candidate-env NAME=VALUE]
 
 ``bench_ab.py`` runs the two one after the other; on this shared machine the speed drifts
 between two runs by more than most changes save (an A/A run of one commit against itself
@@ -14,7 +14,9 @@ events its sandbox accepted meanwhile. Prints each round's figures and ratio (ca
 baseline) and their median. Both compete for the same 2 cores, so the absolute figures are
 higher than a lone run's; the ratio is the figure. ``--candidate-entry`` runs the working
 tree through an experiment's script (``bench/_confluent_consumer.py``) instead of ``-m
-forwarder``; ``--candidate-malloc`` runs it with another malloc than the baseline's.
+forwarder``; ``--candidate-malloc`` runs it with another malloc than the baseline's;
+``--candidate-env NAME=VALUE`` sets a variable for it alone (``FORWARDER_LIMITS__MAX_IN_FLIGHT=
+adaptive`` against ``--baseline HEAD``: the cost of a setting, the code the same).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ async def one_round(
     workdir: Path,
     scripts: dict[str, Path],
     mallocs: dict[str, str],
+    envs: dict[str, dict[str, str]],
 ) -> dict[str, float]:
     """Both trees at once, tree i on topic and sandbox ``(i + n) % 2``; CPU-s per million each."""
     runs = {}
@@ -83,6 +86,7 @@ async def one_round(
             mallocs.get(name, MALLOC),
         )
         env["PYTHONPATH"] = str(tree)
+        env.update(envs.get(name, {}))
         process = start_forwarder(env, workdir / f"{name}.log", script=scripts.get(name))
         runs[name] = (process, psutil.Process(process.pid), http)
     try:
@@ -105,6 +109,7 @@ async def main() -> None:
     args, workdir, trees = comparison(__doc__.splitlines()[0], 200_000, "pair")
     scripts = {"candidate": args.candidate_entry.resolve()} if args.candidate_entry else {}
     mallocs = {"candidate": args.candidate_malloc} if args.candidate_malloc else {}
+    envs = {"candidate": dict(item.partition("=")[::2] for item in args.candidate_env)}
     ratios = []
     async with filled_topics("pair", [args.events] * 2, PARTITIONS) as (bootstrap, topics):
         with sandbox_process() as (first, _), sandbox_process() as (second, _):
@@ -123,6 +128,7 @@ async def main() -> None:
                         workdir,
                         scripts,
                         mallocs,
+                        envs,
                     )
                     ratios.append(cpu["candidate"] / cpu["baseline"])
                     print(

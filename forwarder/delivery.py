@@ -116,7 +116,8 @@ class Delivery:
             TopicWriter(publisher, metrics, on_done, self._rng), topics, policy, metrics, wall_clock
         )
         self.publish_trouble = self._parking.writer.trouble
-        self.dispatch = Dispatcher(int(health.max_in_flight * destination_share))
+        self._share = destination_share
+        self.dispatch = Dispatcher(int(limiter.limit * destination_share))
 
     # ----------------------------------------------------------------- sending
 
@@ -288,6 +289,7 @@ class Delivery:
                 self.health.probe_abandoned()
             raise
         sent_at = loop.time()
+        self._metrics.in_flight.inc()
         try:
             result = await self._sink.send(destination, body_of(events))
         except BaseException:
@@ -296,6 +298,7 @@ class Delivery:
             raise
         finally:
             self._limiter.release()
+            self._metrics.in_flight.dec()
         decision = classify(result, self._policy, len(events))
         if (
             decision.retry_after_s is not None
@@ -319,6 +322,10 @@ class Delivery:
             unreachable=unreachable(result),
             suspect=suspect,
         )
+        if not probe and self._limiter.observed(
+            outcome, result, destination, sent_at, loop.time()
+        ):  # adaptive: a failing table's share follows the limit
+            self.dispatch.share_cap = max(1, int(self._limiter.limit * self._share))
         status = "transport" if decision.status is None else str(decision.status)
         self._metrics.requests.labels(status, self._policy.code_label(decision.code)).inc()
         self._metrics.request_seconds.observe(result.elapsed_s)

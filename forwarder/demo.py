@@ -67,6 +67,12 @@ def _table(produced: int, target: int, pipeline: Pipeline, delivered: int, start
         f"{total(registry, 'forwarder_events_retried_total'):,.0f}",
     )
     table.add_row("HTTP requests", f"{total(registry, 'forwarder_http_requests_total'):,.0f}")
+    limit = total(registry, "forwarder_concurrency_limit")
+    mode = "adaptive" if pipeline.config.limits.adaptive else "fixed"
+    table.add_row(
+        f"requests in flight / limit ({mode})",
+        f"{total(registry, 'forwarder_http_requests_in_flight'):.0f} / {limit:.0f}",
+    )
     for reason in (*FRAMED_BAD_KINDS, "rejected", "retries_exhausted"):
         count = total(registry, "forwarder_events_dead_lettered_total", reason=reason)
         if count:

@@ -56,6 +56,16 @@ class Metrics:
         self.in_flight = Gauge(
             "forwarder_http_requests_in_flight", "Requests in flight", registry=r
         )
+        self.concurrency_limit = Gauge(
+            "forwarder_concurrency_limit",
+            "Requests allowed in flight: limits.max_in_flight, or the adaptive limit",
+            registry=r,
+        )
+        self.request_rtt_mean = Gauge(
+            "forwarder_request_rtt_mean_seconds",
+            "Moving mean of the requests' round-trip time (adaptive concurrency only)",
+            registry=r,
+        )
         self.paused = Gauge(
             "forwarder_paused", "1 while paused on a systemic endpoint fault", ["code"], registry=r
         )

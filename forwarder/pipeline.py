@@ -47,6 +47,7 @@ from forwarder.committer import Committer
 from forwarder.config import REVOKE_COMMIT_MS, Config
 from forwarder.core.batcher import Batch, Batcher
 from forwarder.core.classify import Policy
+from forwarder.core.concurrency import Concurrency, ConcurrencySettings
 from forwarder.core.decode import Decoder, Event
 from forwarder.core.destinations import DestinationState
 from forwarder.core.framing import NOT_LOOKED_UP
@@ -132,9 +133,14 @@ class Pipeline:
                 h.probe_interval_max_s,
                 h.ramp_s,
             ),
-            config.limits.max_in_flight,
+            config.limits.in_flight_ceiling,
         )
         bucket = TokenBucket(config.limits.requests_per_second, config.limits.burst)
+        concurrency = (
+            Concurrency(ConcurrencySettings(maximum=config.limits.adaptive_max), 0.0)
+            if config.limits.adaptive
+            else None
+        )
         self.activation = Activation(config, self._publisher, self.metrics)
         self._delivery = Delivery(
             self._sink,
@@ -143,7 +149,7 @@ class Pipeline:
             policy or Policy.from_config(config.policy),
             config.retry,
             self.health,
-            Limiter(bucket, self.health),
+            Limiter(bucket, self.health, concurrency, self.metrics),
             self.metrics,
             self._records_done,
             probe_events=h.probe_events,
@@ -245,7 +251,7 @@ class Pipeline:
             await self._sink.aclose()
             raise
         self._started = True
-        self._workers.start(self.config.limits.max_in_flight)
+        self._workers.start(self.config.limits.in_flight_ceiling)
         self._commits = asyncio.create_task(
             self._committer.run(self.config.kafka.commit_interval_ms / 1000)
         )

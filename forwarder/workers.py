@@ -1,4 +1,5 @@
-"""The pipeline's tasks: ``max_in_flight`` senders taking batches from the delivery's dispatcher, and side
+"""The pipeline's tasks: senders taking batches from the delivery's dispatcher (``max_in_flight``
+of them, or ``adaptive_max`` when adaptive: the limiter caps the requests in flight), and side
 tasks (dead letters of invalid records, lag and producer checks). A task that fails is a bug:
 it is logged with its traceback and counted in ``forwarder_internal_errors_total{task}``; its
 records stay uncommitted, so they are delivered again after a restart, never lost.
@@ -60,7 +61,6 @@ class Workers:
         delivery = self._delivery
         while True:
             job, probe = await delivery.next_job()
-            self._metrics.in_flight.inc()
             try:
                 await delivery.attempt(job, probe)
             except Exception:  # a bug: log loudly; the records stay pending, so nothing is lost
@@ -71,5 +71,3 @@ class Workers:
                     events=len(job.events),
                     note="these records stay uncommitted and are delivered again after a restart",
                 )
-            finally:
-                self._metrics.in_flight.dec()

@@ -342,7 +342,8 @@ class FakeEndpoint:
     ``refused`` (a transport error), ``throttled`` (429/2003 with ``Retry-After``, 1 s unless ``retry_after_s``),
     ``unauthorized`` (400/3001, a pause code), ``hanging`` (no answer: a transport timeout after
     ``hang_s``). ``destination_answers`` answers every request to those destinations so,
-    ``hanging_destinations`` makes theirs hang in any mode. Whatever the mode, a body over ``max_body``
+    ``hanging_destinations`` makes theirs hang in any mode; ``capacity`` limits the requests
+    served at once (a 429/2013 above it, see the field). Whatever the mode, a body over ``max_body``
     bytes is a 413, a batch holding a poison event (``"poison": true``) is a 400/3004, and one
     holding an event whose ``event_id`` is in ``failing_ids`` is a 500/1003 (a backend failing
     on that batch while the endpoint works for the others).
@@ -361,6 +362,11 @@ class FakeEndpoint:
     destination_answers: dict[str, SendResult] = field(default_factory=dict)
     hang_s: float = 10.0
     hanging_destinations: set[str] = field(default_factory=set)
+    # When above 0: at most this many requests served at once, each taking longer the more are
+    # (``latency_s`` alone, up to twice that when full); one more is a 429/2013 at once.
+    capacity: int = 0
+    active: int = 0
+    peak_active: int = 0
     requests: list[tuple[float, str, int]] = field(default_factory=list)  # time, status, events
     sent: list[tuple[float, list[str]]] = field(default_factory=list)  # time, event ids
     accepted: Counter[str] = field(default_factory=Counter)  # event_id -> times accepted
@@ -368,6 +374,21 @@ class FakeEndpoint:
     _count: int = 0
 
     async def send(self, destination: str, body: bytes) -> SendResult:
+        if not self.capacity:
+            return await self._send(destination, body, self.latency_s)
+        if self.active >= self.capacity:
+            now = asyncio.get_running_loop().time()
+            self.requests.append((now, "429", len(orjson.loads(body)["events"])))
+            return SendResult(429, b'{"code":2013}')
+        self.active += 1
+        self.peak_active = max(self.peak_active, self.active)
+        try:
+            load = (self.active - 1) / self.capacity
+            return await self._send(destination, body, self.latency_s * (1 + load))
+        finally:
+            self.active -= 1
+
+    async def _send(self, destination: str, body: bytes, latency_s: float) -> SendResult:
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
         self._count += 1
@@ -382,7 +403,7 @@ class FakeEndpoint:
         else:
             result = self._answer(body, events)
         self.requests.append((sent_at, str(result.status or "transport"), len(events)))
-        await asyncio.sleep(self.latency_s)
+        await asyncio.sleep(latency_s)
         if result.status == 204:
             for event in events:
                 self.accepted_time.setdefault(event.get("event_id", ""), loop.time())

@@ -73,7 +73,8 @@ class HttpSink:
         if endpoint.profile == "realtime":
             headers["WP13n-Token"] = endpoint.wp13n_token.reveal()
         pool = httpx.Limits(
-            max_connections=limits.max_in_flight, max_keepalive_connections=limits.max_in_flight
+            max_connections=limits.in_flight_ceiling,
+            max_keepalive_connections=limits.in_flight_ceiling,
         )
         timeout = httpx.Timeout(endpoint.timeout_s)
         # A private CA replaces the default trust store (an egress proxy re-signing TLS); the

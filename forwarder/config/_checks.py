@@ -23,6 +23,7 @@ from forwarder.config._model import (
 from forwarder.errors import ConfigError
 
 MAX_RETRY_AFTER_S = 3600
+MAX_ADAPTIVE_IN_FLIGHT = 1024
 
 
 def _is_loopback(host: str) -> bool:
@@ -234,7 +235,14 @@ def check(config: Config, need_secrets: bool = True) -> None:
         )
     if b.linger_ms < 0:
         raise ConfigError("batch.linger_ms", "must not be negative", "use 0 or more")
-    _positive("limits.max_in_flight", lim.max_in_flight, "use 1 or more")
+    if isinstance(lim.max_in_flight, int):
+        _positive("limits.max_in_flight", lim.max_in_flight, 'use 1 or more, or "adaptive"')
+    if not 1 <= lim.adaptive_max <= MAX_ADAPTIVE_IN_FLIGHT:
+        raise ConfigError(
+            "limits.adaptive_max",
+            f"{lim.adaptive_max} is out of range",
+            f"use 1 to {MAX_ADAPTIVE_IN_FLIGHT} (the most requests in flight when adaptive)",
+        )
     if lim.requests_per_second < 0:
         raise ConfigError(
             "limits.requests_per_second", "must not be negative", "use 0 for no limit"

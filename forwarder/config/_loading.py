@@ -335,6 +335,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     origin = typing.get_origin(hint)
     env_name = value.variable if isinstance(value, _EnvValue) else None
     where = f" (from {env_name})" if env_name else ""
+    if origin is typing.Union or isinstance(hint, types.UnionType):
+        return _coerce_union(key, value, typing.get_args(hint), where)
     if isinstance(value, _EnvValue):
         value = _parse_env_text(value.text, hint)
     if hint is Secret:
@@ -371,9 +373,25 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(key, f"expected a string, got {value!r}{where}")
-    if isinstance(hint, types.UnionType):  # pragma: no cover - no such keys yet
-        return value
     raise AssertionError(f"unsupported config type {hint!r} for {key}")
+
+
+def _coerce_union(key: str, value: Any, choices: tuple[Any, ...], where: str) -> Any:
+    """The first of ``choices`` (``int | Literal["adaptive"]``) the value converts to."""
+    for choice in choices:
+        try:
+            return _coerce(key, value, choice)
+        except ConfigError:
+            continue
+    shown = value.text if isinstance(value, _EnvValue) else value
+    names = [
+        "an integer" if c is int else " or ".join(map(repr, typing.get_args(c))) for c in choices
+    ]
+    raise ConfigError(
+        key,
+        f"expected {' or '.join(names)}, got {shown!r}{where}",
+        f"use {' or '.join(names)}",
+    )
 
 
 def _parse_env_text(text: str, hint: Any) -> Any:

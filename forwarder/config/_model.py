@@ -128,11 +128,24 @@ class BatchConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    max_in_flight: int = 8
+    # A number of concurrent requests, or "adaptive": found by AIMD (forwarder.core.concurrency)
+    # between 1 and adaptive_max.
+    max_in_flight: int | Literal["adaptive"] = 8
+    adaptive_max: int = 64
     requests_per_second: float = 100.0
     burst: int = 200
     # The share of max_in_flight a degraded destination (failing while others work) may hold.
     destination_share: float = 0.5
+
+    @property
+    def adaptive(self) -> bool:
+        return self.max_in_flight == "adaptive"
+
+    @property
+    def in_flight_ceiling(self) -> int:
+        """The most requests ever in flight: the senders and connections to keep."""
+        fixed = self.max_in_flight
+        return fixed if isinstance(fixed, int) else self.adaptive_max
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,12 @@ class Faults:
     # equals ``value``: a backend failing on one event, whatever the rest of the batch.
     fail_match: dict[str, Any] | None = None
     fail_match_code: int = 2012
+    # Capacity model (0: unlimited): at most ``capacity`` requests served at once, each taking
+    # ``service_ms`` alone and up to twice that when all ``capacity`` are busy; one more is
+    # answered 429 with code 2013 at once (with ``Retry-After`` when ``capacity_retry_after_s``).
+    capacity: int = 0
+    service_ms: float = 0.0
+    capacity_retry_after_s: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +66,10 @@ class Faults:
                     ErrorRule(**rule) if isinstance(rule, dict) else ErrorRule.parse(rule)
                     for rule in value
                 ]
+            if key in ("capacity", "service_ms") and (
+                not isinstance(value, int | float) or isinstance(value, bool) or value < 0
+            ):
+                raise ValueError(f"{key} must be a number, 0 or more")
             if key == "error_shape" and value not in ERROR_SHAPES:
                 raise ValueError(f"error_shape must be one of {ERROR_SHAPES}")
             setattr(self, key, value)

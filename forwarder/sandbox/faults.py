@@ -26,6 +26,14 @@ def decide(faults: Faults, rng: random.Random) -> Fault | None:
     return None
 
 
+def service_s(faults: Faults, busy: int) -> float:
+    """The capacity model's service time with ``busy`` requests served (this one included):
+    ``service_ms`` alone, growing linearly to twice that when every slot is busy."""
+    if not faults.capacity:
+        return faults.service_ms / 1000
+    return faults.service_ms / 1000 * (1 + (busy - 1) / faults.capacity)
+
+
 def receipt_failures(count: int, rate: float, rng: random.Random) -> list[bool]:
     """Which events of a batch fail in a 206 answer (True: failed), each with chance ``rate``."""
     return [rng.random() < rate for _ in range(count)]

@@ -2,7 +2,8 @@
 
 Endpoint: ``POST /{database}/{table}``. Checks, in order: the destination (404), the API key
 (401), the WP13n token for the ``realtime`` profile (400 with 3000/3003/3001/3002), the
-Content-Type (415), the rate limit (429 code 2003 with ``Retry-After``), injected faults, then
+Content-Type (415), the rate limit (429 code 2003 with ``Retry-After``), the capacity model
+(429 code 2013 above ``capacity`` requests in service), injected faults, then
 the body (400 code 3004, 413). Success is 204, or 206 with ``receipts`` when a receipts fault
 is set.
 
@@ -44,7 +45,7 @@ from aiohttp import web
 from forwarder.core.token_bucket import TokenBucket
 from forwarder.sandbox import contract
 from forwarder.sandbox.config import Faults, SandboxConfig
-from forwarder.sandbox.faults import decide, receipt_failures
+from forwarder.sandbox.faults import decide, receipt_failures, service_s
 from forwarder.sandbox.personalization import PersonalizationEmulator
 from forwarder.sandbox.recorder import Recorder
 
@@ -63,6 +64,7 @@ class Sandbox:
         self.tokens = list(config.tokens)
         self.bucket = TokenBucket(config.rate, config.burst)
         self.recorder = Recorder()
+        self.busy = 0  # requests in service under the capacity model
         self.rng = random.Random(config.seed)
         self.stopping = asyncio.Event()
         self.personalization = PersonalizationEmulator(
@@ -117,6 +119,23 @@ class Sandbox:
             return self._error(
                 contract.Error(429, 2003, "throttled: stream limit"), max(1, math.ceil(wait))
             )
+        if faults.capacity or faults.service_ms:
+            if faults.capacity and self.busy >= faults.capacity:
+                return self._error(
+                    contract.Error(429, 2013, "throttled: function concurrency"),
+                    faults.capacity_retry_after_s,
+                )
+            self.busy += 1
+            try:
+                await asyncio.sleep(service_s(faults, self.busy))
+                return await self._serve(request, database, table, faults)
+            finally:
+                self.busy -= 1
+        return await self._serve(request, database, table, faults)
+
+    async def _serve(
+        self, request: web.Request, database: str, table: str, faults: Faults
+    ) -> web.StreamResponse:
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         scoped = not faults.fault_destinations or (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -292,3 +293,25 @@ async def test_unknown_fault_is_refused(client: httpx.AsyncClient) -> None:
     response = await client.put("/_sandbox/faults", json={"explode": 1})
     assert response.status_code == 400
     assert "explode" in response.json()["error"]
+
+
+async def test_capacity_model_serves_at_most_capacity_at_once_and_refuses_above_with_2013(
+    client: httpx.AsyncClient,
+) -> None:
+    faults = {"capacity": 3, "service_ms": 200, "capacity_retry_after_s": 2}
+    assert (await client.put("/_sandbox/faults", json=faults)).status_code == 200
+    started = time.monotonic()
+    responses = await asyncio.gather(
+        *(client.post("/clickstream/page_view", content=_body(_events(1))) for _ in range(5))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [204, 204, 204, 429, 429]
+    refused = [r for r in responses if r.status_code == 429]
+    assert {_code(r) for r in refused} == {2013}
+    assert {r.headers.get("Retry-After") for r in refused} == {"2"}
+    assert time.monotonic() - started >= 0.2  # served in service_ms, longer with load
+    assert (await _stats(client))["rejected"] == {"429:2013": 2}
+    # The capacity changes at run time; a bad value is refused with the reason.
+    assert (await client.put("/_sandbox/faults", json={"capacity": 5})).json()["capacity"] == 5
+    bad = await client.put("/_sandbox/faults", json={"capacity": "many"})
+    assert bad.status_code == 400 and "capacity" in bad.json()["error"]

@@ -20,6 +20,21 @@ def test_retry_after_cap_defaults_to_five_minutes() -> None:
     assert load_config(None, env).retry.max_retry_after_s == 60
 
 
+def test_max_in_flight_is_a_number_or_adaptive_from_the_file_or_the_environment(
+    tmp_path: Path,
+) -> None:
+    config = load_config(None, SECRETS)
+    assert (config.limits.max_in_flight, config.limits.in_flight_ceiling) == (8, 8)
+    env = {**SECRETS, "FORWARDER_LIMITS__MAX_IN_FLIGHT": "adaptive"}
+    config = load_config(None, env)
+    assert config.limits.adaptive and config.limits.in_flight_ceiling == 64
+    path = _write(tmp_path, '[limits]\nmax_in_flight = "adaptive"\nadaptive_max = 20\n')
+    config = load_config(path, SECRETS)
+    assert config.limits.adaptive and config.limits.in_flight_ceiling == 20
+    env = {**SECRETS, "FORWARDER_LIMITS__MAX_IN_FLIGHT": "12"}
+    assert load_config(path, env).limits.max_in_flight == 12
+
+
 def test_defaults_with_secrets_from_environment() -> None:
     config = load_config(None, SECRETS)
     assert config.kafka.topics == ("clickstream",)
@@ -59,7 +74,10 @@ def test_secret_files_are_read(tmp_path: Path) -> None:
         ("[kafak]\n", {}, "kafak", "did you mean 'kafka'"),
         ("[batch]\nmax_events = 501\n", {}, "batch.max_events", "1 to 500"),
         ("[batch]\nmax_events = 'ten'\n", {}, "batch.max_events", ""),
-        ("", {"FORWARDER_LIMITS__MAX_IN_FLIGHT": "many"}, "limits.max_in_flight", ""),
+        ("", {"FORWARDER_LIMITS__MAX_IN_FLIGHT": "many"}, "limits.max_in_flight", "'adaptive'"),
+        ("[limits]\nmax_in_flight = 'adaptiv'\n", {}, "limits.max_in_flight", "'adaptive'"),
+        ("[limits]\nmax_in_flight = 0\n", {}, "limits.max_in_flight", '"adaptive"'),
+        ("[limits]\nadaptive_max = 0\n", {}, "limits.adaptive_max", "1 to 1024"),
         ("[endpoint]\nurl = 'http://example.com'\n", {}, "endpoint.url", "https"),
         ("[endpoint]\nprofile = 'realtime'\nregion = 'ap02'\n", {}, "endpoint.region", "us01"),
         ("[endpoint]\napi_key = 'x'\n", {}, "endpoint.api_key", "TD_API_KEY"),

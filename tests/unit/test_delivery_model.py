@@ -59,10 +59,13 @@ DECODE_REASONS = {"invalid_json", "not_an_object", "schema_violation", "unknown_
 class DeliveryModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.h = Harness(seed=0)
+        self.h = self.harness()
         self.h.start()
         self.checked_commits = 0
         self.table_failed = False  # the failing table's events may end as retries_exhausted
+
+    def harness(self) -> Harness:
+        return Harness(seed=0)
 
     # ------------------------------------------------------------- rules
 
@@ -235,6 +238,33 @@ TestDeliveryModel.settings = settings(
     phases=[Phase.explicit, Phase.reuse, Phase.generate]
     + ([Phase.shrink] if os.environ.get("MODEL_SHRINK") else []),
 )
+
+
+class AdaptiveDeliveryModel(DeliveryModel):
+    """The same world with ``limits.max_in_flight = "adaptive"`` and an endpoint that may
+    serve only a few requests at once (429/2013 above): the invariants above hold, and the
+    requests in service never exceed ``adaptive_max``."""
+
+    def harness(self) -> Harness:
+        return Harness(seed=0, limits__max_in_flight="adaptive", limits__adaptive_max=12)
+
+    @rule(capacity=st.sampled_from([0, 0, 2, 5]))
+    def endpoint_capacity(self, capacity: int) -> None:
+        self.h.endpoint.capacity = capacity
+
+    @invariant()
+    def never_more_requests_in_flight_than_the_ceiling(self) -> None:
+        assert self.h.endpoint.peak_active <= 12
+        limiter = self.h.pipeline._delivery._limiter
+        assert limiter.in_flight <= 12
+
+    def teardown(self) -> None:
+        self.h.endpoint.capacity = 0
+        super().teardown()
+
+
+TestAdaptiveDeliveryModel: Any = AdaptiveDeliveryModel.TestCase
+TestAdaptiveDeliveryModel.settings = TestDeliveryModel.settings
 
 
 def test_events_whose_tries_an_outage_began_on_are_not_dead_lettered_by_a_flaky_endpoint() -> None:

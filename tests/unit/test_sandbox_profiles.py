@@ -1,5 +1,7 @@
 """The sandbox's personalization answers: derived from the events it ingested (pure)."""
 
+from forwarder.sandbox.config import Faults
+from forwarder.sandbox.faults import service_s
 from forwarder.sandbox.profiles import Profiles
 
 
@@ -40,3 +42,9 @@ def test_events_older_than_30_days_no_longer_count() -> None:
     profiles = Profiles()
     profiles.add(_events("u", ("purchase", "x")), now=0.0)
     assert profiles.answer("u", now=31 * 86400.0)["outputs"]["purchase_count_30d"] == 0
+
+
+def test_capacity_models_service_time_grows_with_the_requests_in_service() -> None:
+    faults = Faults(capacity=4, service_ms=100)
+    assert [round(service_s(faults, busy), 3) for busy in (1, 2, 4)] == [0.1, 0.125, 0.175]
+    assert service_s(Faults(service_ms=50), 10) == 0.05  # no capacity: a fixed service time
