@@ -110,6 +110,13 @@ async def read_all(kafka: str, topic: str) -> list[ConsumerRecord]:
         await consumer.stop()
 
 
+async def set_faults(url: str, **faults: object) -> None:
+    """Change the sandbox's faults (the fields given) through its control API."""
+    async with httpx.AsyncClient(base_url=url) as http:
+        response = await http.put("/_sandbox/faults", json=faults)
+        assert response.status_code == 200, response.text
+
+
 async def sandbox_stats(url: str) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=url) as http:
         return (await http.get("/_sandbox/stats")).json()  # type: ignore[no-any-return]

@@ -33,6 +33,7 @@ from .support import (
     running,
     sandbox_stats,
     sandbox_uuids,
+    set_faults,
     uuid_of,
     wait_delivered,
     wait_for,
@@ -42,9 +43,7 @@ PAGE_VIEW = "clickstream.page_view"
 
 
 async def _faults(sandbox: RunningSandbox, **faults: object) -> None:
-    async with httpx.AsyncClient(base_url=sandbox.url) as http:
-        response = await http.put("/_sandbox/faults", json=faults)
-        assert response.status_code == 200, response.text
+    await set_faults(sandbox.url, **faults)
 
 
 async def _all_delivered(sandbox: RunningSandbox, expected: set[str], timeout: float) -> None:

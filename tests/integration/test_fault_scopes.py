@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import orjson
 
 from forwarder.core.health import State
@@ -23,15 +22,14 @@ from .support import (
     read_all,
     running,
     sandbox_uuids,
+    set_faults,
     uuid_of,
     wait_for,
 )
 
 
 async def _faults(sandbox: RunningSandbox, **faults: object) -> None:
-    async with httpx.AsyncClient(base_url=sandbox.url) as http:
-        response = await http.put("/_sandbox/faults", json=faults)
-        assert response.status_code == 200, response.text
+    await set_faults(sandbox.url, **faults)
 
 
 async def test_a_poison_event_on_a_quiet_topic_stops_nothing_and_is_dead_lettered(
