@@ -21,13 +21,10 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
-from itertools import count
+from dataclasses import dataclass
 
 from forwarder.core.budget import RetryBudget
 from forwarder.core.decode import Event
-
-_ids = count(1)
 
 
 @dataclass(eq=False, slots=True)
@@ -46,7 +43,6 @@ class Job:
     suspect: bool = False
     halved: bool = False  # a half of a split batch
     probed: int = 0  # when it was last a probe (the dispatcher's probe count then; 0: never)
-    id: int = field(default_factory=lambda: next(_ids))
 
 
 class Dispatcher:
