@@ -164,8 +164,9 @@ class Delivery:
         try:
             await self._attempt(job, probe)
         finally:
+            # No wake here: this sender asks for its next batch at once, and takes what the
+            # slot it frees allows.
             self.dispatch.done(job)
-            self._wake()
 
     async def _attempt(self, job: Job, probe: bool) -> None:
         loop = asyncio.get_running_loop()
