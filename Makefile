@@ -11,6 +11,7 @@ lint: setup
 	.venv/bin/ruff check forwarder tests bench
 	.venv/bin/ruff format --check forwarder tests bench
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 unit: setup
 	.venv/bin/pytest tests/unit

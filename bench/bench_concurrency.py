@@ -43,7 +43,7 @@ from bench.svg_plot import Series, line_plot
 from forwarder.config import load_config
 from forwarder.core.classify import SendResult
 from forwarder.core.schemas import SchemaRegistry, default_schema_dir
-from forwarder.pipeline import Pipeline
+from forwarder.engine.pipeline import Pipeline
 from forwarder.ports import Sink
 from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
 

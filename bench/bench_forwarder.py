@@ -55,12 +55,12 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from forwarder.commands.traffic import TrafficGenerator, register_schemas
 from forwarder.core.decode import UUID_NAMESPACE
 from forwarder.core.framing import frame
+from forwarder.engine.runtime import allocator_of
 from forwarder.localkafka import KafkaCluster, LocalRegistry, create_topic, free_port
-from forwarder.runtime import allocator_of
 from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
-from forwarder.traffic import TrafficGenerator, register_schemas
 
 ROOT = Path(__file__).resolve().parent.parent
 DECODE_STUB = ROOT / "bench" / "_decode_stub.py"

@@ -36,8 +36,8 @@ import httpx
 from bench._local import filled_topics, sandbox_process
 from bench.bench_ab import export
 from bench.bench_forwarder import PARTITIONS, ROOT, forwarder_env
+from forwarder.commands.traffic import register_schemas
 from forwarder.localkafka import LocalRegistry, free_port
-from forwarder.traffic import register_schemas
 
 
 def counted(path: Path) -> int:

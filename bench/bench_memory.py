@@ -43,8 +43,8 @@ from bench.bench_forwarder import (
     start_forwarder,
     stop,
 )
+from forwarder.commands.traffic import TrafficGenerator
 from forwarder.localkafka import KafkaCluster, create_topic, free_port
-from forwarder.traffic import TrafficGenerator
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT_MB = 512  # deploy/kubernetes/deployment.yaml: resources.limits.memory 512Mi

@@ -33,11 +33,11 @@ def _fail(exc: ForwarderError) -> None:
 @app.command()
 def run(config: ConfigOption = None) -> None:
     """Forward events until SIGTERM or SIGINT."""
-    from forwarder.stop_signals import StopSignals
+    from forwarder.engine.stop_signals import StopSignals
 
     # Before anything is read (even the service's imports): an early SIGTERM exits 0.
     signals = StopSignals().install()
-    from forwarder.service import run as run_service
+    from forwarder.engine.service import run as run_service
 
     try:
         run_service(str(config) if config else None, signals)
@@ -71,8 +71,8 @@ def validate(
     Framed values (a schema registry's wire format) are checked by their writer schema when
     registry.url is set (in --config or FORWARDER_REGISTRY__URL).
     """
+    from forwarder.commands.validate import validate_file
     from forwarder.config import load_config
-    from forwarder.validating import validate_file
 
     try:
         loaded = load_config(config, need_secrets=False)
@@ -112,7 +112,7 @@ def traffic(
     """Produce realistic clickstream events (some malformed on purpose) to a topic."""
     import asyncio
 
-    from forwarder.traffic import TrafficGenerator, produce_forever, register_schemas
+    from forwarder.commands.traffic import TrafficGenerator, produce_forever, register_schemas
 
     try:
         ids = asyncio.run(register_schemas(registry, topic)) if registry else None
@@ -223,7 +223,7 @@ def demo(
     ] = False,
 ) -> None:
     """Local Kafka + sandbox + traffic + forwarder, with a live display and a summary."""
-    from forwarder.demo import run_demo
+    from forwarder.commands.demo import run_demo
 
     try:
         raise typer.Exit(run_demo(events, bad_ratio, registry))
@@ -250,7 +250,7 @@ def dlq_stats(
     samples: Annotated[int, typer.Option(help="Sample events per group.")] = 3,
 ) -> None:
     """Counts by reason, status, code and destination, with time range and samples."""
-    from forwarder.dlq_report import run_stats
+    from forwarder.commands.dlq_report import run_stats
 
     try:
         loaded, topics = _dlq_setup(config, topic)
@@ -307,10 +307,10 @@ def dlq_replay(
     json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Re-produce selected dead letters to their original topic, resumably and loss-free."""
+    from forwarder.commands.dlq import ReplayOptions
+    from forwarder.commands.dlq_report import run_replay
     from forwarder.core.dead_letters import Selection, parse_time, progress_group
-    from forwarder.dlq import ReplayOptions
-    from forwarder.dlq_report import run_replay
-    from forwarder.service import load_registry
+    from forwarder.engine.service import load_registry
 
     try:
         selection = Selection(
@@ -360,8 +360,8 @@ def personalize(
     json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
 ) -> None:
     """Ask a personalization service about one user; print its answer as a table (or JSON)."""
+    from forwarder.commands.personalize import personalize as ask
     from forwarder.config import load_config
-    from forwarder.personalization.command import personalize as ask
 
     try:
         loaded = load_config(config, need_secrets=False)

@@ -12,12 +12,12 @@ from typing import Any
 
 import orjson
 
+from forwarder.commands.traffic import TrafficGenerator
 from forwarder.config import Config, load_config
 from forwarder.core.headers import header_value
 from forwarder.core.schemas import SchemaRegistry, default_schema_dir
 from forwarder.core.topics import TopicMap
-from forwarder.pipeline import Adapters, Pipeline
-from forwarder.traffic import TrafficGenerator
+from forwarder.engine.pipeline import Adapters, Pipeline
 from tests.fakes import (
     FakeBroker,
     FakeEndpoint,

@@ -14,8 +14,8 @@ from forwarder.adapters.registry_client import RegistryClient
 from forwarder.config import Config
 from forwarder.core.topics import TopicMap
 from forwarder.ports import Publisher, SchemaSource, Sink, Source
-from forwarder.retry_after_report import Report as RetryAfterReport
-from forwarder.retry_after_report import ignore
+from forwarder.telemetry.retry_after_report import Report as RetryAfterReport
+from forwarder.telemetry.retry_after_report import ignore
 
 
 async def _no_topics() -> Sequence[str]:

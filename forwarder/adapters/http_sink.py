@@ -1,7 +1,7 @@
 """The HTTP sink: posts one request body to one destination and returns a ``SendResult``.
 
 The endpoint's shared limits (the in-flight cap and the token bucket) are not here but in
-``forwarder.limiter``, in front of any ``Sink``; this adapter only sizes its connection pool.
+``forwarder.engine.limiter``, in front of any ``Sink``; this adapter only sizes its connection pool.
 
 It speaks the httpx API over the ``httpx-aiohttp`` transport: on loopback with 250 KB bodies
 httpx's own pool managed about a quarter of the requests per second at 8 in flight
@@ -24,7 +24,7 @@ from httpx_aiohttp import AiohttpTransport
 from forwarder.config import EndpointConfig, LimitsConfig
 from forwarder.core.backoff import read_retry_after
 from forwarder.core.classify import SendResult
-from forwarder.retry_after_report import Report, ignore
+from forwarder.telemetry.retry_after_report import Report, ignore
 
 _READ = httpx.ByteStream(b"")
 

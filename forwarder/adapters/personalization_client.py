@@ -19,7 +19,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from forwarder.adapters.http_sink import retry_after_of, trust
 from forwarder.config import PersonalizationService, Secret
-from forwarder.retry_after_report import Report, ignore
+from forwarder.telemetry.retry_after_report import Report, ignore
 
 MAX_BODY_BYTES = 1_000_000
 

@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from forwarder.commands.traffic import TrafficGenerator
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import TrafficGenerator
 
 from .support import read_all, uuid_of, wait_for
 

@@ -12,7 +12,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from forwarder.config import Config, load_config
-from forwarder.pipeline import Pipeline
+from forwarder.engine.pipeline import Pipeline
 
 from .support import env_for, read_all
 

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from forwarder.config import Config, load_config
 from forwarder.core.decode import UUID_NAMESPACE
 from forwarder.core.schemas import SchemaRegistry, default_schema_dir
-from forwarder.pipeline import Pipeline
+from forwarder.engine.pipeline import Pipeline
 from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
 
 REGISTRY = SchemaRegistry.from_dirs([default_schema_dir()])

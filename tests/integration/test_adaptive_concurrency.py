@@ -7,9 +7,9 @@ import asyncio
 
 import httpx
 
-from forwarder.pipeline import Pipeline
+from forwarder.commands.traffic import TrafficGenerator, produce
+from forwarder.engine.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import TrafficGenerator, produce
 
 from .support import REGISTRY, config_for, running, sandbox_stats, wait_delivered, wait_for
 

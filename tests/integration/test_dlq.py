@@ -16,11 +16,11 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from forwarder.commands.traffic import TrafficGenerator, produce
 from forwarder.core.headers import Failure, dead_letter_headers
+from forwarder.engine.pipeline import Pipeline
 from forwarder.localkafka import create_topic
-from forwarder.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import TrafficGenerator, produce
 
 from .support import (
     REGISTRY,

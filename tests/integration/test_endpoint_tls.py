@@ -13,11 +13,11 @@ import pytest
 
 from forwarder.adapters.http_sink import HttpSink, Transport
 from forwarder.adapters.personalization_client import PersonalizationClient
+from forwarder.commands.traffic import TrafficGenerator, produce
 from forwarder.config import Config, load_config
-from forwarder.pipeline import Pipeline
+from forwarder.engine.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox, SandboxConfig, start_sandbox, write_test_certificate
 from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
-from forwarder.traffic import TrafficGenerator, produce
 
 from .connect_proxy import ConnectProxy
 from .support import REGISTRY, env_for, running, uuid_of, wait_for

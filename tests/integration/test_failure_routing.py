@@ -15,13 +15,13 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from forwarder.commands.demo import total
+from forwarder.commands.traffic import Generated, TrafficGenerator, produce, produce_forever
 from forwarder.config import Config
 from forwarder.core.health import State
-from forwarder.demo import total
+from forwarder.engine.pipeline import Pipeline
 from forwarder.localkafka import create_topic, free_port
-from forwarder.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import Generated, TrafficGenerator, produce, produce_forever
 
 from .support import (
     REGISTRY,

@@ -10,10 +10,10 @@ import time
 
 import orjson
 
+from forwarder.commands.traffic import TrafficGenerator, produce
 from forwarder.core.health import State
-from forwarder.pipeline import Pipeline
+from forwarder.engine.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import TrafficGenerator, produce
 
 from .support import (
     REGISTRY,

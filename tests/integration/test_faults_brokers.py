@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from forwarder.adapters.kafka_publisher import KafkaPublisher
+from forwarder.commands.traffic import TrafficGenerator
 from forwarder.config import load_config
 from forwarder.localkafka import KafkaCluster, create_topic
 from forwarder.ports import PublishResult
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import TrafficGenerator
 
 from .fault_support import (
     AckedTraffic,

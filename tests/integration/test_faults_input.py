@@ -16,11 +16,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from forwarder.commands.traffic import TrafficGenerator
 from forwarder.core.decode import MAX_EVENT_BYTES
+from forwarder.engine.pipeline import Pipeline
 from forwarder.localkafka import create_topic
-from forwarder.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import TrafficGenerator
 
 from .fault_support import Figures, wait_all_committed
 from .support import REGISTRY, config_for, headers_of, read_all, running, uuid_of, wait_for

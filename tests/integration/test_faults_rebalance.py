@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from forwarder.commands.traffic import TrafficGenerator
 from forwarder.localkafka import create_topic
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import TrafficGenerator
 
 from .fault_support import (
     AckedTraffic,

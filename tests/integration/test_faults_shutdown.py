@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from forwarder.commands.traffic import TrafficGenerator, produce
 from forwarder.localkafka import create_topic
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import TrafficGenerator, produce
 
 from .fault_support import (
     CommitAudit,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from forwarder.pipeline import Pipeline
+from forwarder.commands.traffic import TrafficGenerator, produce
+from forwarder.engine.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import TrafficGenerator, produce
 
 from .support import (
     REGISTRY,

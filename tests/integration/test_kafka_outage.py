@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import orjson
 
+from forwarder.commands.traffic import TrafficGenerator, produce
 from forwarder.core.headers import origin_of
 from forwarder.localkafka import KafkaCluster, create_topic, free_port
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import TrafficGenerator, produce
 
 from .support import (
     ForwarderProcess,

@@ -17,12 +17,12 @@ import orjson
 import pytest
 from aiohttp import BasicAuth, web
 
+from forwarder.commands.traffic import TrafficGenerator, produce
 from forwarder.config import load_config
+from forwarder.engine.pipeline import Pipeline
 from forwarder.localkafka import KafkaCluster, create_topic
 from forwarder.localkafka._secured import CLIENT_KEY_PASSWORD, PLAIN_USER, SCRAM_USER
-from forwarder.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import TrafficGenerator, produce
 
 from .support import REGISTRY, env_for, forwarder_cli, running, uuid_of, wait_delivered
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from forwarder.commands.traffic import Generated, TrafficGenerator, produce
 from forwarder.localkafka import free_port
 from forwarder.sandbox import RunningSandbox
 from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
-from forwarder.traffic import Generated, TrafficGenerator, produce
 
 from .support import ForwarderProcess, env_for, read_all, sandbox_stats, wait_for
 

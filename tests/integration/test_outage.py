@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from forwarder.commands.traffic import Generated, TrafficGenerator, produce
 from forwarder.localkafka import create_topic, free_port
 from forwarder.sandbox import RunningSandbox, SandboxConfig, start_sandbox
-from forwarder.traffic import Generated, TrafficGenerator, produce
 
 from .support import (
     ForwarderProcess,

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from forwarder.core.rate_reserve import ReserveLimiter, busiest_window
-from forwarder.pipeline import Pipeline
+from forwarder.engine.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox
 
 from .p13n_support import answers, control, event, p13n_config, p13n_requests, sample, send

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from forwarder.pipeline import Pipeline
+from forwarder.engine.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox
 
 from .p13n_support import answers, control, event, p13n_config, p13n_requests, sample, send

@@ -9,11 +9,11 @@ from pathlib import Path
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from forwarder.commands.traffic import TrafficGenerator, produce
 from forwarder.config import Config
+from forwarder.engine.pipeline import Pipeline
 from forwarder.localkafka import create_topic
-from forwarder.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import TrafficGenerator, produce
 
 from .p13n_support import control, p13n_config, p13n_requests, sample
 from .support import REGISTRY, config_for, running, sandbox_stats, wait_for

@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry
 
+from forwarder.commands.traffic import UNKNOWN_SCHEMA_ID, TrafficGenerator
 from forwarder.core.framing import frame
+from forwarder.engine.pipeline import Pipeline
 from forwarder.localkafka import LocalRegistry
-from forwarder.pipeline import Pipeline
-from forwarder.traffic import UNKNOWN_SCHEMA_ID, TrafficGenerator
 
 from .registry_support import DRAFT, Relay, Serializer, capturing, produce_values, register
 from .support import (

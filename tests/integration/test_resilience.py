@@ -6,9 +6,9 @@ import signal
 import uuid
 from pathlib import Path
 
+from forwarder.commands.traffic import TrafficGenerator, produce
 from forwarder.localkafka import create_topic
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import TrafficGenerator, produce
 
 from .support import (
     ForwarderProcess,

@@ -8,11 +8,11 @@ import time
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from forwarder.commands.traffic import TrafficGenerator
 from forwarder.core.headers import retry_headers
+from forwarder.engine.pipeline import Pipeline
 from forwarder.localkafka import create_topic
-from forwarder.pipeline import Pipeline
 from forwarder.sandbox import RunningSandbox
-from forwarder.traffic import TrafficGenerator
 
 from .support import REGISTRY, config_for, running, sandbox_uuids, uuid_of, wait_delivered
 

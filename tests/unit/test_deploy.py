@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from forwarder.config import Config, load_config
-from forwarder.metrics import Metrics
 from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
+from forwarder.telemetry.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

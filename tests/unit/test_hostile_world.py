@@ -31,9 +31,9 @@ from forwarder.adapters.http_sink import retry_after_of
 from forwarder.core.classify import Action, Policy, SendResult, classify
 from forwarder.core.fitting import VALUE_SHA256
 from forwarder.core.headers import header_value
-from forwarder.metrics import Metrics
 from forwarder.ports import PublishResult
-from forwarder.retry_after_report import RetryAfterReport
+from forwarder.telemetry.metrics import Metrics
+from forwarder.telemetry.retry_after_report import RetryAfterReport
 from tests.fakes import FakeEndpoint, FakeRecord
 from tests.harness import TOPIC, Harness
 from tests.hunting import hostile_settings

@@ -10,8 +10,8 @@ from aiohttp import web
 from forwarder.adapters.http_sink import HttpSink
 from forwarder.adapters.personalization_client import PersonalizationClient
 from forwarder.config import PersonalizationService, Secret, load_config
-from forwarder.metrics import Metrics
-from forwarder.retry_after_report import RetryAfterReport
+from forwarder.telemetry.metrics import Metrics
+from forwarder.telemetry.retry_after_report import RetryAfterReport
 
 HOSTILE = ["²", "١٢", "Mon, 99 Foo 2026", "9" * 400, "soon"]
 

@@ -9,9 +9,9 @@ import structlog
 from aiokafka.errors import KafkaConnectionError, RequestTimedOutError
 
 from forwarder.adapters.kafka_source import KafkaSource
-from forwarder.kafka_errors import KafkaErrors
-from forwarder.metrics import Metrics
 from forwarder.ports import PublishResult
+from forwarder.telemetry.kafka_errors import KafkaErrors
+from forwarder.telemetry.metrics import Metrics
 from tests.harness import Harness, harness_config
 
 

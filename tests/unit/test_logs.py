@@ -10,7 +10,7 @@ import orjson
 import pytest
 import structlog
 
-from forwarder.logs import REDACTED, Redactor, configure_logging
+from forwarder.telemetry.logs import REDACTED, Redactor, configure_logging
 
 KEY = "1/0123456789abcdef0123456789abcdef"
 TOKEN = "1/1/sandbox-token-xyz"

@@ -97,7 +97,7 @@ def test_a_stranded_tier_record_that_fails_again_goes_past_the_last_tier_to_dead
 
 
 def _valid(h: Harness) -> dict[str, object]:
-    from forwarder.traffic import TrafficGenerator
+    from forwarder.commands.traffic import TrafficGenerator
 
     return TrafficGenerator(seed=1, run_id="p").valid(now=EPOCH + h.loop.time())
 

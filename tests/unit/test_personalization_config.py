@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from forwarder.config import load_config
+from forwarder.engine.service import secrets_of
 from forwarder.errors import ConfigError
-from forwarder.service import secrets_of
 
 SECRETS = {"TD_API_KEY": "1/abcdef0123456789", "TD_WP13N_TOKEN": "1/2/tok"}
 SERVICE = """

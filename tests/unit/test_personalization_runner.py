@@ -13,8 +13,8 @@ import structlog
 
 from forwarder.adapters.personalization_client import CallResult
 from forwarder.config import PersonalizationService, Secret
-from forwarder.metrics import Metrics
-from forwarder.personalization.runner import ServiceRunner
+from forwarder.engine.personalization.runner import ServiceRunner
+from forwarder.telemetry.metrics import Metrics
 from tests.fakes import FakeBroker, FakePublisher
 
 TOPIC = "clicks.personalization.recs"

@@ -136,10 +136,10 @@ def test_records_fetched_just_before_their_partition_is_revoked_are_dropped() ->
 
 
 async def test_a_commit_names_only_assigned_partitions() -> None:
-    from forwarder.committer import Committer
     from forwarder.core.offsets import OffsetTracker
-    from forwarder.kafka_errors import KafkaErrors
-    from forwarder.metrics import Metrics
+    from forwarder.engine.committer import Committer
+    from forwarder.telemetry.kafka_errors import KafkaErrors
+    from forwarder.telemetry.metrics import Metrics
     from tests.fakes import FakeBroker, FakeSource
 
     broker = FakeBroker(partitions=2)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from forwarder.config import load_config, redacted
+from forwarder.engine.service import secrets_of
 from forwarder.errors import ConfigError
-from forwarder.service import secrets_of
 
 SECRETS = {"TD_API_KEY": "1/abc", "TD_WP13N_TOKEN": "1/1/t"}
 CLOUD = "https://psrc-abc12.eu-west-1.aws.confluent.cloud"

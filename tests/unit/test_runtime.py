@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from forwarder.runtime import (
+from forwarder.engine.runtime import (
     MIDDLE_EVERY,
     allocator,
     allocator_of,
@@ -51,7 +51,7 @@ def test_allocator_of_a_map_without_another_malloc_is_the_system_one() -> None:
 
 
 def _allocator_in_child(env: dict[str, str]) -> str:
-    code = "from forwarder.runtime import allocator; print(allocator())"
+    code = "from forwarder.engine.runtime import allocator; print(allocator())"
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )

@@ -11,12 +11,12 @@ import random
 import orjson
 from aiokafka import TopicPartition
 
+from forwarder.commands.traffic import TrafficGenerator
 from forwarder.core.framing import frame
 from forwarder.core.headers import header_value
 from forwarder.core.writer_schemas import FetchedSchema
-from forwarder.pipeline import Adapters, Pipeline
+from forwarder.engine.pipeline import Adapters, Pipeline
 from forwarder.ports import RegistryUnavailable, SchemaFound, SchemaLookup, SchemaMissing
-from forwarder.traffic import TrafficGenerator
 from tests.harness import EPOCH, REGISTRY, TOPIC, Harness
 
 WRITER = json.dumps(

@@ -1,9 +1,9 @@
 import ssl
 from typing import Any
 
-from forwarder.kafka_errors import KafkaErrors
-from forwarder.metrics import Metrics
-from forwarder.service import unretrieved_connection_errors
+from forwarder.engine.service import unretrieved_connection_errors
+from forwarder.telemetry.kafka_errors import KafkaErrors
+from forwarder.telemetry.metrics import Metrics
 
 
 class _Loop:

@@ -7,12 +7,12 @@ import json
 import orjson
 import pytest
 
+from forwarder.commands.validate import validate_file
 from forwarder.config import load_config
 from forwarder.core.framing import frame
 from forwarder.core.writer_schemas import FetchedSchema
 from forwarder.errors import FatalError
 from forwarder.ports import RegistryUnavailable, SchemaFound, SchemaLookup, SchemaMissing
-from forwarder.validating import validate_file
 
 EVENT = {
     "event_id": "ev-1",

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from forwarder.commands.traffic import TrafficGenerator
 from forwarder.core.decode import Decoder, Event
 from forwarder.core.framing import NOT_LOOKED_UP, frame, split_framed_lines
 from forwarder.core.headers import Failure
 from forwarder.core.schemas import SchemaRegistry, default_schema_dir, validate_values
 from forwarder.core.writer_schemas import MISSING_TTL_S, FetchedSchema, WriterSchemas
-from forwarder.traffic import TrafficGenerator
 from tests.fakes import FakeRecord
 
 LOCAL = SchemaRegistry.from_dirs([default_schema_dir()])

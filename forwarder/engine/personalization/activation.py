@@ -19,9 +19,9 @@ from forwarder.adapters.kafka_publisher import ensure_named_topics
 from forwarder.config import Config
 from forwarder.core.decode import Event
 from forwarder.core.service_health import ServiceHealth
-from forwarder.metrics import Metrics
-from forwarder.personalization.runner import ServiceRunner
+from forwarder.engine.personalization.runner import ServiceRunner
 from forwarder.ports import Publisher
+from forwarder.telemetry.metrics import Metrics
 
 
 class Activation:
@@ -36,7 +36,7 @@ class Activation:
     ) -> None:
         self._config = config
         self._metrics = metrics
-        self._log = structlog.get_logger("forwarder.personalization")
+        self._log = structlog.get_logger("forwarder.engine.personalization")
         rng = rng or random.Random()
         self.runners = [
             ServiceRunner(

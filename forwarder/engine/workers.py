@@ -13,15 +13,15 @@ from typing import Any
 
 import structlog
 
-from forwarder.delivery import Delivery
-from forwarder.metrics import Metrics
+from forwarder.engine.delivery import Delivery
+from forwarder.telemetry.metrics import Metrics
 
 
 class Workers:
     def __init__(self, delivery: Delivery, metrics: Metrics) -> None:
         self._delivery = delivery
         self._metrics = metrics
-        self._log = structlog.get_logger("forwarder.pipeline")
+        self._log = structlog.get_logger("forwarder.engine.pipeline")
         self._senders: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
 

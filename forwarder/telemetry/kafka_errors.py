@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from forwarder.counted_warning import CountedWarning
-from forwarder.metrics import Metrics
+from forwarder.telemetry.counted_warning import CountedWarning
+from forwarder.telemetry.metrics import Metrics
 
 LOG_INTERVAL_S = 30.0
 

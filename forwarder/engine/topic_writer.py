@@ -37,8 +37,8 @@ from forwarder.core.headers import (
 )
 from forwarder.core.records import RecordLike
 from forwarder.core.topics import dlq_topic, source_of_tier
-from forwarder.metrics import Metrics
 from forwarder.ports import Publisher, PublishResult
+from forwarder.telemetry.metrics import Metrics
 
 LOG_INTERVAL_S = 30.0
 BACKOFF_MAX_S = 5.0
@@ -65,7 +65,7 @@ class TopicWriter:
         self._metrics = metrics
         self._on_done = on_done
         self._rng = rng
-        self._log = structlog.get_logger("forwarder.delivery")
+        self._log = structlog.get_logger("forwarder.engine.delivery")
         self.trouble: dict[str, PublishTrouble] = {}
         self._logged_at: dict[str, float] = {}
         self._fit_logged_at: dict[str, float] = {}

@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from forwarder.commands.dlq import ReplayOptions, ReplaySummary, replay, stats
 from forwarder.config import KafkaConfig
 from forwarder.core.dead_letters import Stats
-from forwarder.dlq import ReplayOptions, ReplaySummary, replay, stats
 
 
 def _when(value: Any) -> str:

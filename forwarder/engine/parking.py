@@ -3,7 +3,7 @@
 ``park`` writes each event's record to the next retry tier (``<topic>.retry.<n>``, due after
 its delay), or to the dead-letter topic after the last tier (``retries_exhausted``);
 ``dead_letter`` writes one record to ``<topic>.dlq`` with its reason. Every write goes through
-``forwarder.topic_writer``, retried until the broker acknowledges it; only then is the record
+``forwarder.engine.topic_writer``, retried until the broker acknowledges it; only then is the record
 done (its offset may be committed).
 """
 
@@ -17,8 +17,8 @@ from forwarder.core.decode import Event
 from forwarder.core.headers import Failure, attempts_of, dead_letter_headers, retry_headers
 from forwarder.core.records import RecordLike
 from forwarder.core.topics import TopicMap
-from forwarder.metrics import Metrics
-from forwarder.topic_writer import TopicWriter
+from forwarder.engine.topic_writer import TopicWriter
+from forwarder.telemetry.metrics import Metrics
 
 
 class Parking:

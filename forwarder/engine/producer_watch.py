@@ -29,7 +29,7 @@ class ProducerWatch:
         self._publisher = publisher
         self._spawn = spawn
         self._clock = clock
-        self._log = structlog.get_logger("forwarder.pipeline")
+        self._log = structlog.get_logger("forwarder.engine.pipeline")
         self.problem = ""  # why the producer cannot reach Kafka; "" while it can
         self._due = 0.0
         self._checking = False

@@ -15,7 +15,7 @@ from typing import Any
 from forwarder.core.classify import Policy
 from forwarder.core.destinations import DestinationState
 from forwarder.core.health import EndpointHealth, State
-from forwarder.metrics import Metrics
+from forwarder.telemetry.metrics import Metrics
 
 
 class HealthReport:

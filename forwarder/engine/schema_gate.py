@@ -31,8 +31,8 @@ from forwarder.config import Config
 from forwarder.core.records import RecordLike
 from forwarder.core.schemas import SchemaRegistry
 from forwarder.core.writer_schemas import WriterSchemas
-from forwarder.metrics import Metrics
 from forwarder.ports import RegistryUnavailable, SchemaFound, SchemaSource, Source
+from forwarder.telemetry.metrics import Metrics
 
 FIRST_BACKOFF_S = 1.0
 LOG_EVERY_S = 30.0

@@ -23,8 +23,8 @@ from forwarder.core.classify import SendResult
 from forwarder.core.concurrency import Concurrency
 from forwarder.core.health import EndpointHealth, Outcome
 from forwarder.core.token_bucket import TokenBucket
-from forwarder.metrics import Metrics
-from forwarder.waiters import Waiters
+from forwarder.engine.waiters import Waiters
+from forwarder.telemetry.metrics import Metrics
 
 # How often a sender held back by the post-outage ramp looks again: the ramp grows with time.
 RAMP_POLL_S = 0.05
@@ -61,7 +61,7 @@ class Limiter:
         self._held = 0  # slots taken: waiting for a token, or in flight
         self.in_flight = 0
         self._waiters = Waiters()
-        self._log = structlog.get_logger("forwarder.limiter")
+        self._log = structlog.get_logger("forwarder.engine.limiter")
         self._logged_limit = 0
         self._logged_at = float("-inf")
         if metrics is not None:

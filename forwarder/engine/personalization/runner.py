@@ -3,7 +3,7 @@
 A trigger whose answer is cached skips the queue (still latest-wins per user). Workers publish
 those first, then take the next queued trigger and answer it from the cache, from an identical
 request in flight (single flight), or by calling the service under the two-level rate limit:
-one record per trigger, written latest-wins per user (``forwarder.personalization.output``: an
+one record per trigger, written latest-wins per user (``forwarder.engine.personalization.output``: an
 answer older than one already written for its user is dropped). Failures:
 
 - 429: nothing goes to this service before ``Retry-After`` (the limiter is blocked), then the
@@ -39,10 +39,10 @@ from forwarder.core.latest_wins import QUEUE_FULL, STALE, SUPERSEDED, LatestWins
 from forwarder.core.rate_reserve import ReserveLimiter
 from forwarder.core.service_health import Change, ServiceHealth
 from forwarder.core.ttl_cache import TtlLruCache
-from forwarder.metrics import Metrics
-from forwarder.personalization.output import AnswerOutput
+from forwarder.engine.personalization.output import AnswerOutput
 from forwarder.ports import Publisher
-from forwarder.retry_after_report import RetryAfterReport
+from forwarder.telemetry.metrics import Metrics
+from forwarder.telemetry.retry_after_report import RetryAfterReport
 
 ATTEMPTS = 3
 BACKOFF_INITIAL_S = 0.2
@@ -90,7 +90,7 @@ class ServiceRunner:
         self._api_key = api_key
         self._metrics = metrics
         self._rng = rng
-        self._log = structlog.get_logger("forwarder.personalization").bind(service=self.name)
+        self._log = structlog.get_logger("forwarder.engine.personalization").bind(service=self.name)
         self.queue = LatestWinsQueue(service.queue_max_entries, service.max_age_s)
         self.cache: TtlLruCache[Key, Answer] = TtlLruCache(
             service.cache_ttl_s, service.cache_max_entries

@@ -8,7 +8,7 @@
   them are done (backpressure per partition);
 - a retry-tier partition is held (paused) until its head record is due
   (``forwarder.core.tiers``), rewound to that record;
-- a partition waiting for schema ids to be looked up stays paused (``forwarder.schema_gate``).
+- a partition waiting for schema ids to be looked up stays paused (``forwarder.engine.schema_gate``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from aiokafka import TopicPartition
 from forwarder.core.offsets import OffsetTracker
 from forwarder.core.records import RecordLike
 from forwarder.core.tiers import due_prefix
-from forwarder.metrics import Metrics
 from forwarder.ports import Source
+from forwarder.telemetry.metrics import Metrics
 
 
 class FlowControl:
@@ -30,7 +30,7 @@ class FlowControl:
         self._source = source
         self._tracker = tracker
         self._metrics = metrics
-        self._log = structlog.get_logger("forwarder.pipeline")
+        self._log = structlog.get_logger("forwarder.engine.pipeline")
         self._backpressured: set[TopicPartition] = set()
         self._held: dict[TopicPartition, float] = {}  # tier partitions held until a due time
         self.bytes_paused = False

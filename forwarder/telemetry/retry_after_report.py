@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from forwarder.counted_warning import CountedWarning
-from forwarder.metrics import Metrics
+from forwarder.telemetry.counted_warning import CountedWarning
+from forwarder.telemetry.metrics import Metrics
 
 LOG_INTERVAL_S = 60.0
 SAMPLE_CHARS = 80

@@ -20,8 +20,8 @@ import structlog
 from forwarder.config import PersonalizationService
 from forwarder.core.activation_records import Answer, BoundedLabels, CallError, output_record
 from forwarder.core.latest_wins import SUPERSEDED, PublishedOrder, Trigger
-from forwarder.metrics import Metrics
 from forwarder.ports import Publisher
+from forwarder.telemetry.metrics import Metrics
 
 SECTION_LABELS = 20
 PUBLISH_SLOTS = 256
@@ -43,7 +43,9 @@ class AnswerOutput:
         self._metrics = metrics
         self._drop = drop
         self._spawn = spawn
-        self._log = structlog.get_logger("forwarder.personalization").bind(service=self._name)
+        self._log = structlog.get_logger("forwarder.engine.personalization").bind(
+            service=self._name
+        )
         self._sections = BoundedLabels(SECTION_LABELS)
         self._slots = asyncio.Semaphore(PUBLISH_SLOTS)
         # Twice the users the queue holds: a user is forgotten only long after any older call

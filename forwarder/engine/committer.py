@@ -13,9 +13,9 @@ import asyncio
 from collections.abc import Callable, Mapping
 
 from forwarder.core.offsets import OffsetTracker, Partition
-from forwarder.kafka_errors import KafkaErrors
-from forwarder.metrics import Metrics
 from forwarder.ports import CommitResult, Source
+from forwarder.telemetry.kafka_errors import KafkaErrors
+from forwarder.telemetry.metrics import Metrics
 
 COMMIT_TIMEOUT_S = 10.0
 

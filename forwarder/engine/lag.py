@@ -8,8 +8,8 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from forwarder.core.offsets import OffsetTracker
-from forwarder.metrics import Metrics
 from forwarder.ports import Source
+from forwarder.telemetry.metrics import Metrics
 
 # How often log end offsets are asked for: a paused partition gets no fetch responses, so its
 # highwater would freeze while producers keep writing.

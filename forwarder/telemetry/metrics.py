@@ -164,7 +164,7 @@ class Metrics:
             ["source"],
             registry=r,
         )
-        # The schema registry of framed events (``forwarder.schema_gate``).
+        # The schema registry of framed events (``forwarder.engine.schema_gate``).
         self.registry_lookups = Counter(
             "forwarder_registry_lookups",
             "Schema lookups in the registry by result: found, not_found, or why it failed "

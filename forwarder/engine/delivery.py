@@ -21,7 +21,7 @@ back with its backoff if it failed. A fault is charged to the smallest scope tha
 
 Per-event receipts are answers about events, not about the endpoint: each failed one is routed
 by its own code (``classify``), and only a pause code among them pauses the endpoint. Writes to
-the retry and dead-letter topics go through ``forwarder.topic_writer``, retried until the
+the retry and dead-letter topics go through ``forwarder.engine.topic_writer``, retried until the
 broker acknowledges them.
 """
 
@@ -56,13 +56,13 @@ from forwarder.core.headers import Failure
 from forwarder.core.health import Admission, EndpointHealth, Outcome
 from forwarder.core.records import RecordLike
 from forwarder.core.topics import TopicMap
-from forwarder.health_report import HealthReport
-from forwarder.limiter import Limiter
-from forwarder.metrics import Metrics
-from forwarder.parking import Parking
+from forwarder.engine.health_report import HealthReport
+from forwarder.engine.limiter import Limiter
+from forwarder.engine.parking import Parking
+from forwarder.engine.topic_writer import TopicWriter
+from forwarder.engine.waiters import Waiters
 from forwarder.ports import Publisher, Sink
-from forwarder.topic_writer import TopicWriter
-from forwarder.waiters import Waiters
+from forwarder.telemetry.metrics import Metrics
 
 LOG_INTERVAL_S = 30.0
 # The shortest wait for a backoff to end: below the clock's resolution a sender would spin.
@@ -106,7 +106,7 @@ class Delivery:
         self._on_accepted = on_accepted
         self._rng = rng or random.Random()
         self._wall = wall_clock
-        self._log = structlog.get_logger("forwarder.delivery")
+        self._log = structlog.get_logger("forwarder.engine.delivery")
         self._waiters = Waiters()
         self._changes_seen = 0
         self._report = HealthReport(metrics, policy, self._log, LOG_INTERVAL_S)

@@ -10,14 +10,14 @@ from typing import Any
 
 import structlog
 
+from forwarder.adapters.ops_server import OpsServer
 from forwarder.config import Config, load_config
 from forwarder.core.schemas import SchemaRegistry, default_schema_dir
-from forwarder.kafka_errors import KafkaErrors
-from forwarder.logs import configure_logging
-from forwarder.ops import OpsServer
-from forwarder.pipeline import Pipeline
-from forwarder.runtime import allocator, python_allocator, tune_collector
-from forwarder.stop_signals import StopSignals
+from forwarder.engine.pipeline import Pipeline
+from forwarder.engine.runtime import allocator, python_allocator, tune_collector
+from forwarder.engine.stop_signals import StopSignals
+from forwarder.telemetry.kafka_errors import KafkaErrors
+from forwarder.telemetry.logs import configure_logging
 
 
 def load_registry(config: Config) -> SchemaRegistry:

@@ -24,22 +24,22 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from forwarder.config import load_config
-from forwarder.demo_personalization import (
+from forwarder.commands.demo_personalization import (
     drain as drain_personalization,
 )
-from forwarder.demo_personalization import (
+from forwarder.commands.demo_personalization import (
     inject_personalization_faults,
     personalization_summary,
     personalization_toml,
 )
+from forwarder.commands.traffic import FRAMED_BAD_KINDS, TrafficGenerator, produce, register_schemas
+from forwarder.config import load_config
+from forwarder.engine.pipeline import Pipeline
+from forwarder.engine.service import load_registry
 from forwarder.localkafka import KafkaCluster, LocalRegistry, create_topic
-from forwarder.logs import configure_logging
-from forwarder.pipeline import Pipeline
 from forwarder.sandbox import ErrorRule, Faults, SandboxConfig, start_sandbox
 from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
-from forwarder.service import load_registry
-from forwarder.traffic import FRAMED_BAD_KINDS, TrafficGenerator, produce, register_schemas
+from forwarder.telemetry.logs import configure_logging
 
 TOPIC = "clickstream"
 

@@ -10,7 +10,7 @@ partitions with too many records pending or every partition while the pending re
 ``kafka.max_pending_bytes`` (and resumes them), and holds retry-tier partitions until their head
 record is due (``forwarder.core.tiers``). It never waits on Kafka: the fetch runs as a task the
 loop waits on for at most ``TICK_S`` (aiokafka's ``getmany`` can outlast its timeout during a
-rebalance), and commits run in a task of their own (``forwarder.committer``), so linger
+rebalance), and commits run in a task of their own (``forwarder.engine.committer``), so linger
 deadlines and a stop are handled on time whatever the brokers do.
 ``max_in_flight`` sender tasks take closed batches from a queue. Offsets are committed only up
 to the first record not yet done. While the endpoint is paused, or a retry or dead-letter topic
@@ -19,7 +19,7 @@ nothing new is read. While it is down, reading goes on up to the pending bounds,
 probes can rotate through what arrives.
 
 A framed event whose schema id was never looked up stops its partition's decoding there: the
-partition is rewound to it and waits for the lookup (``forwarder.schema_gate``).
+partition is rewound to it and waits for the lookup (``forwarder.engine.schema_gate``).
 
 The adapters (``Source``, ``Sink``, ``Publisher`` of ``forwarder.ports``) are the real Kafka
 and HTTP ones unless given: the tests pass in-memory fakes. Time is the event loop's.
@@ -43,7 +43,6 @@ from aiokafka import TopicPartition
 
 from forwarder.adapters.bundle import Adapters
 from forwarder.adapters.http_sink import Transport
-from forwarder.committer import Committer
 from forwarder.config import REVOKE_COMMIT_MS, Config
 from forwarder.core.batcher import Batch, Batcher
 from forwarder.core.classify import Policy
@@ -58,18 +57,19 @@ from forwarder.core.records import RecordLike
 from forwarder.core.schemas import SchemaRegistry
 from forwarder.core.token_bucket import TokenBucket
 from forwarder.core.topics import TopicMap
-from forwarder.delivery import Delivery
-from forwarder.flow import FlowControl
-from forwarder.kafka_errors import KafkaErrors
-from forwarder.lag import LagObserver
-from forwarder.limiter import Limiter
-from forwarder.metrics import Metrics
-from forwarder.personalization import Activation
+from forwarder.engine.committer import Committer
+from forwarder.engine.delivery import Delivery
+from forwarder.engine.flow import FlowControl
+from forwarder.engine.lag import LagObserver
+from forwarder.engine.limiter import Limiter
+from forwarder.engine.personalization import Activation
+from forwarder.engine.producer_watch import ProducerWatch
+from forwarder.engine.schema_gate import SchemaGate
+from forwarder.engine.workers import Workers
 from forwarder.ports import Publisher
-from forwarder.producer_watch import ProducerWatch
-from forwarder.retry_after_report import RetryAfterReport
-from forwarder.schema_gate import SchemaGate
-from forwarder.workers import Workers
+from forwarder.telemetry.kafka_errors import KafkaErrors
+from forwarder.telemetry.metrics import Metrics
+from forwarder.telemetry.retry_after_report import RetryAfterReport
 
 __all__ = ["Adapters", "Pipeline"]
 
@@ -97,7 +97,7 @@ class Pipeline:
         self.config = config
         self.metrics = metrics or Metrics()
         self.topics = TopicMap(config.kafka.topics, config.retry.tiers)
-        self._log = structlog.get_logger("forwarder.pipeline")
+        self._log = structlog.get_logger("forwarder.engine.pipeline")
         self._wall = wall_clock
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self.kafka_errors = KafkaErrors(self.metrics, clock=self._now)

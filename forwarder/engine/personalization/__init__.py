@@ -7,6 +7,6 @@ decisions are pure (``forwarder.core``: ``latest_wins``, ``ttl_cache``, ``rate_r
 ``service_health``, ``activation_records``); the HTTP client is an adapter.
 """
 
-from forwarder.personalization.activation import Activation
+from forwarder.engine.personalization.activation import Activation
 
 __all__ = ["Activation"]
