@@ -167,7 +167,7 @@ def sandbox(
     personalization_burst_rate: float = 200.0,
     personalization_burst_seconds: float = 10.0,
 ) -> None:
-    """Run a local HTTP server that behaves like the destination (see the README)."""
+    """Run a local HTTP server that behaves like the destination (docs/development.md)."""
     from forwarder.sandbox import ErrorRule, Faults, SandboxConfig, serve, write_test_certificate
     from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
 

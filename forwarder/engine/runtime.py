@@ -13,7 +13,7 @@ done (the HTTP sink breaks the one per-request reference cycle,
 So the middle generation is collected every ``MIDDLE_EVERY`` young collections instead. The
 collector's time fell from 0.85-1.0 s to 0.29-0.32 s per 300,000 events (``gc.callbacks``), and
 the process's CPU per event to 0.868 of the default's (``bench/bench_pair.py``: both at once,
-lower in 6 of 6 rounds; an A/A run gave 1.004), with the same peak RSS (README, Performance). A
+lower in 6 of 6 rounds; an A/A run gave 1.004), with the same peak RSS (docs/performance.md). A
 reference cycle that survives a young collection now waits for about 70,000 allocations rather
 than 7,000: a fraction of a second at full speed.
 
@@ -21,7 +21,7 @@ The container image runs the forwarder with jemalloc as its malloc (``LD_PRELOAD
 ``deploy/Dockerfile``). Record values, request bodies and the fetched bytes are over the 512
 bytes CPython's small-object allocator serves, so each is malloc's; with jemalloc the process
 spent 0.92-0.94 of the CPU per event it spends with glibc's, and with jemalloc serving Python's
-small objects too (``PYTHONMALLOC=malloc``) 0.95 of that again (README, Performance).
+small objects too (``PYTHONMALLOC=malloc``) 0.95 of that again (docs/performance.md).
 ``allocator`` tells which malloc a process runs with and ``python_allocator`` what serves its
 small objects; ``forwarder run`` logs both at start-up.
 """

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="start a local cluster until Ctrl-C")
     run.add_argument("--nodes", type=int, default=1, choices=(1, 3))
     run.add_argument(
-        "--secured", action="store_true", help="add TLS/SASL listeners (one node; see README)"
+        "--secured", action="store_true", help="TLS/SASL listeners, 1 node (docs/managed-kafka.md)"
     )
     args = parser.parse_args(argv)
     if args.command == "fetch":

@@ -352,7 +352,7 @@ def duplicate_bound(windows: int, sandbox: RunningSandbox) -> tuple[int, str]:
 
 @dataclass
 class Figures:
-    """What a scenario measured, stated in its assertion messages and printed for the README."""
+    """What a scenario measured, in its assertion messages and printed for docs/reliability.md."""
 
     scenario: str
     events: int

@@ -276,7 +276,8 @@ async def test_filters_dry_run_limit_and_revalidate(kafka: str) -> None:
 async def test_the_readme_sequence_with_the_default_group_replays_each_selection(
     kafka: str,
 ) -> None:
-    """README's three commands in order, no ``--group``: each selection has its own progress."""
+    """The three replay commands of docs/operations.md in order, no ``--group``: each selection
+    has its own progress."""
     topic = f"s-{uuid.uuid4().hex[:8]}"
     await create_topic(kafka, topic, 1)
     await create_topic(kafka, f"{topic}.dlq", 2)
