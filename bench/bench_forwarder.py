@@ -1,7 +1,7 @@
 """Forwarder throughput and latency against a bare aiokafka consumer, side by side, on loopback.
 
     .venv/bin/python bench/bench_forwarder.py [--events 500000] [--runs 3] [--replicas 2]
-        [--decode-stub] [--system-malloc] [--framed] [--event-bytes 500] [--latency-runs 3]
+        [--system-malloc] [--framed] [--event-bytes 500] [--latency-runs 3]
 
 Setup: a local Kafka broker (6 partitions), the sandbox in its own process (no latency, no rate
 limit), ``--events`` events of about ``--event-bytes`` (500) bytes already in the topic. Each run, alternating:
@@ -12,8 +12,6 @@ limit), ``--events`` events of about ``--event-bytes`` (500) bytes already in th
   (VmHWM) are the child's own;
 - with ``--replicas N``, also N forwarder processes in one new group (scaling out on the same
   host): events/s, summed CPU seconds and summed peak RSS;
-- with ``--decode-stub``, also the forwarder with decoding replaced by a constant-time stub
-  (``bench/_decode_stub.py``): what everything but decoding and validation can reach;
 - with ``--system-malloc``, also the forwarder with the C library's malloc instead of jemalloc;
 - with ``--framed``, also the forwarder on a second topic holding the same events framed in a
   schema registry's wire format (a local Apicurio registry, the bundled schemas registered as
@@ -63,7 +61,6 @@ from forwarder.localkafka import KafkaCluster, LocalRegistry, create_topic, free
 from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
-DECODE_STUB = ROOT / "bench" / "_decode_stub.py"
 PARTITIONS = 6
 MALLOC = os.environ.get("BENCH_MALLOC", "jemalloc")
 # jemalloc serves every allocation, Python's small objects included (PYTHONMALLOC=malloc), as in
@@ -204,8 +201,8 @@ def start_forwarder(
     config: Path | None = None,
     script: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``forwarder run``, or the same through ``script`` (an experiment such as
-    ``DECODE_STUB``: it patches the package, then calls its CLI)."""
+    """``forwarder run``, or the same through ``script`` (an experiment of
+    ``bench_pair.py --candidate-entry``: it patches the package, then calls its CLI)."""
     entry = [str(script)] if script else ["-m", "forwarder"]
     options = ["--config", str(config)] if config else []
     with log.open("ab") as out:
@@ -240,7 +237,6 @@ async def forwarder_run(
     count: int,
     workdir: Path,
     replicas: int = 1,
-    script: Path | None = None,
     config: Path | None = None,
     malloc: str = MALLOC,
     env: dict[str, str] | None = None,
@@ -258,7 +254,6 @@ async def forwarder_run(
                 forwarder_env(bootstrap, topic, sandbox, group, free_port(), malloc, env),
                 workdir / "forwarder.log",
                 config,
-                script,
             )
             for _ in range(replicas)
         ]
@@ -383,12 +378,6 @@ async def main() -> None:
         help="also run this many forwarder processes in one group, side by side (scaling out)",
     )
     parser.add_argument(
-        "--decode-stub",
-        action="store_true",
-        help="also run the forwarder with decoding stubbed out (bench/_decode_stub.py): "
-        "the ceiling of everything but decoding and validation",
-    )
-    parser.add_argument(
         "--system-malloc",
         action="store_true",
         help="also run the forwarder with the C library's malloc instead of jemalloc",
@@ -430,8 +419,6 @@ async def main() -> None:
         variants: dict[str, dict[str, Any]] = {}
         if args.replicas > 1:
             variants["replicas"] = {"replicas": args.replicas}
-        if args.decode_stub:
-            variants["decode_stub"] = {"script": DECODE_STUB}
         if args.system_malloc:
             variants["system_malloc"] = {"malloc": "system"}
         if registry is not None:

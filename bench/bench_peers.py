@@ -71,7 +71,7 @@ PEERS_VENV = Path(
     os.environ.get("FORWARDER_PEERS_VENV", Path.home() / ".cache" / "forwarder" / "peers-venv")
 )
 # The quixstreams peer's environment. jsonschema-rs and orjson at the project's versions;
-# confluent-kafka for bench_consumers.py, at the version quixstreams 3.28 takes (< 2.13).
+# confluent-kafka (quixstreams' client) pinned at the version quixstreams 3.28 takes (< 2.13).
 PEERS_PINS = (
     "quixstreams==3.28.1",
     "confluent-kafka==2.12.2",

@@ -5,7 +5,7 @@ The endpoint's shared limits (the in-flight cap and the token bucket) are not he
 
 It speaks the httpx API over the ``httpx-aiohttp`` transport: on loopback with 250 KB bodies
 httpx's own pool managed about a quarter of the requests per second at 8 in flight
-(encode/httpx#3215; ``bench/bench_http_transport.py`` measures both side by side).
+(encode/httpx#3215; ``bench/ab/bench_transport.py`` measures both side by side).
 Any exception of httpx, aiohttp or the socket layer becomes ``SendResult(transport_error=...)``;
 the message names the exception type and the URL path, never a header.
 """

@@ -1,6 +1,6 @@
 """Which httpx transport should the sink use? Both, side by side, against the sandbox.
 
-    .venv/bin/python bench/bench_transport.py [--seconds 5] [--rounds 3] [--concurrency 8]
+    .venv/bin/python bench/ab/bench_transport.py [--seconds 5] [--rounds 3] [--concurrency 8]
 
 design.md section 4 asks to pick the transport by measurement. Each round posts the same
 bodies through ``httpx.AsyncClient`` with (a) its default transport (httpcore) and (b)
@@ -24,9 +24,10 @@ from typing import Any
 
 import httpx
 import httpx_aiohttp
-from _local import HEADERS, Bodies, sandbox_process
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench._local import HEADERS, Bodies, sandbox_process
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 TRANSPORTS: dict[str, Callable[[], httpx.AsyncBaseTransport | None]] = {
     "httpx default (httpcore)": lambda: None,
     "httpx + httpx-aiohttp": lambda: httpx_aiohttp.AiohttpTransport(),

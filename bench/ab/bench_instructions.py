@@ -1,14 +1,15 @@
 """Instructions per event of ``forwarder run``, counted by callgrind: the working tree against a
 git revision.
 
-    .venv/bin/python bench/bench_instructions.py [--baseline REV] [--events 4000,16000] [--framed]
+    .venv/bin/python bench/ab/bench_instructions.py [--baseline REV] [--events 4000,16000]
+        [--framed]
 
 CPU seconds on this shared machine drift by ±10% between two runs of the same code, more than
 most single changes save; the instructions a process executes do not (two runs of one tree
 agree within 0.1%). So a change to the per-event path is judged here first, then by
-``bench_ab.py`` in CPU seconds. Instructions are not seconds: cache misses, system calls and
-the kernel's work are not counted, so this guides, and the CPU figures are what the README
-quotes.
+``bench/bench_pair.py`` in CPU seconds. Instructions are not seconds: cache misses, system
+calls and the kernel's work are not counted, so this guides, and the CPU figures are what
+docs/performance.md quotes.
 
 Setup: a local broker, the sandbox process, two topics of ``--events`` (6 partitions,
 ``bench_forwarder.fill``). Each tree runs ``forwarder run`` under ``valgrind --tool=callgrind``
@@ -34,8 +35,8 @@ from pathlib import Path
 import httpx
 
 from bench._local import filled_topics, sandbox_process
-from bench.bench_ab import export
 from bench.bench_forwarder import PARTITIONS, ROOT, forwarder_env
+from bench.bench_pair import export
 from forwarder.commands.traffic import register_schemas
 from forwarder.localkafka import LocalRegistry, free_port
 

@@ -1,6 +1,6 @@
 """Can the sandbox keep up? Events per second it accepts on loopback, from another process.
 
-    .venv/bin/python bench/bench_sandbox.py [--seconds 10] [--runs 3] [--concurrency 16]
+    .venv/bin/python bench/ab/bench_sandbox.py [--seconds 10] [--runs 3] [--concurrency 16]
 
 The sandbox runs as ``forwarder sandbox --rate 0`` in its own process; this process posts valid
 realtime bodies of 500 events of about 500 bytes (every ``uuid`` distinct, so the recorder does
@@ -21,9 +21,10 @@ from pathlib import Path
 import aiohttp
 import httpx
 import psutil
-from _local import HEADERS, Bodies, sandbox_process
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench._local import HEADERS, Bodies, sandbox_process
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 async def load(url: str, seconds: float, concurrency: int, bodies: Bodies) -> int:
