@@ -2,7 +2,7 @@
 
 Nothing here runs a container (no Docker engine on these machines) or touches the network; the
 files are parsed and checked against the config contract (``load_config``), the metrics the
-code defines (``Metrics().registry``) and the Kubernetes schemas (``kubernetes-validate``,
+code defines (``tests/metric_names.py``) and the Kubernetes schemas (``kubernetes-validate``,
 offline). Custom resources (KEDA, Prometheus operator) are checked structurally.
 """
 
@@ -25,11 +25,13 @@ import yaml
 
 from forwarder.config import Config, load_config
 from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
-from forwarder.telemetry.metrics import Metrics
+from tests.metric_names import exposed_metric_names, promql_metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
+# The Grafana dashboard's ConfigMap (test_dashboard.py), not part of the forwarder's own set.
+DASHBOARD_MANIFEST = "grafana-dashboard.yaml"
 # A version kubernetes-validate ships strict schemas for (v1.31.0-local-strict).
 KUBERNETES_VERSION = "1.31.0"
 # Partitions of the clickstream topic, stated in the ConfigMap's and the ScaledObject's labels
@@ -130,9 +132,11 @@ def _k8s_documents() -> list[tuple[str, dict[str, Any]]]:
 
 
 def _manifests() -> dict[str, dict[str, Any]]:
-    """Every Kubernetes document by kind (one of each)."""
+    """The forwarder's Kubernetes documents by kind (one of each)."""
     docs: dict[str, dict[str, Any]] = {}
-    for _, doc in _k8s_documents():
+    for name, doc in _k8s_documents():
+        if name == DASHBOARD_MANIFEST:
+            continue
         assert doc["kind"] not in docs, f"two {doc['kind']} documents"
         docs[doc["kind"]] = doc
     return docs
@@ -169,7 +173,8 @@ def _alerts() -> list[dict[str, Any]]:
 
 def test_compose_has_every_service_of_the_local_stack() -> None:
     services = _services()
-    assert {"kafka", "kafka-init", "sandbox", "forwarder", "traffic", "prometheus"} <= set(services)
+    stack = {"kafka", "kafka-init", "sandbox", "forwarder", "traffic", "prometheus", "grafana"}
+    assert stack <= set(services)
     assert services["kafka"]["image"] == "apache/kafka:4.1.0"
     assert services["kafka-init"]["image"] == services["kafka"]["image"]
     assert services["prometheus"]["image"].startswith("prom/prometheus")
@@ -283,6 +288,50 @@ def test_compose_prometheus_scrapes_the_forwarder_ops_port() -> None:
     assert f"forwarder:{config.ops.port}" in targets
 
 
+def test_compose_grafana_is_pinned_and_published_on_loopback_only() -> None:
+    grafana = _services()["grafana"]
+    assert re.fullmatch(r"grafana/grafana-oss:\d+\.\d+\.\d+", grafana["image"]), grafana["image"]
+    # Anonymous viewers are let in: the port must not reach the network.
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert grafana["ports"] and all(str(p).startswith("127.0.0.1:") for p in grafana["ports"])
+    assert 3000 in _published(grafana)
+
+
+def test_compose_grafana_mounts_existing_files_read_only() -> None:
+    for mount in _services()["grafana"]["volumes"]:
+        source, _, mode = mount.split(":")
+        assert mode == "ro", mount
+        assert (ROOT / source).exists(), mount
+
+
+def test_compose_grafana_datasource_is_the_compose_prometheus() -> None:
+    host_dir, target = _volume(_services()["grafana"], "provisioning/datasources")
+    assert target == "/etc/grafana/provisioning/datasources"
+    (path,) = sorted(host_dir.glob("*.yaml"))
+    (source,) = yaml.safe_load(path.read_text())["datasources"]
+    assert source["type"] == "prometheus" and source["isDefault"] is True
+    url = urlsplit(source["url"])
+    assert url.hostname == "prometheus"
+    assert url.port in _published(_services()["prometheus"])
+    # $__rate_interval is four of these: it must be Prometheus' real scrape interval.
+    scrape_path, _ = _volume(_services()["prometheus"], "prometheus.yml")
+    scrape = yaml.safe_load(scrape_path.read_text())
+    assert source["jsonData"]["timeInterval"] == scrape["global"]["scrape_interval"]
+
+
+def test_compose_grafana_provisions_the_dashboard_and_opens_it_first() -> None:
+    grafana = _services()["grafana"]
+    host_dir, target = _volume(grafana, "provisioning/dashboards")
+    assert target == "/etc/grafana/provisioning/dashboards"
+    (path,) = sorted(host_dir.glob("*.yaml"))
+    (provider,) = yaml.safe_load(path.read_text())["providers"]
+    assert provider["type"] == "file"
+    dashboard, mounted = _volume(grafana, ".json")
+    assert dashboard == DEPLOY / "grafana" / "forwarder.json"
+    assert str(Path(mounted).parent) == provider["options"]["path"]
+    assert grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == mounted
+
+
 # ---------------------------------------------------------------- image
 
 
@@ -385,8 +434,7 @@ BUILT_IN_DOCS = [(name, doc) for name, doc in _k8s_documents() if _is_built_in(d
 
 
 def test_every_manifest_is_built_in_or_a_known_custom_resource() -> None:
-    kinds = [doc["kind"] for _, doc in _k8s_documents()]
-    assert len(kinds) == len(set(kinds)), kinds
+    kinds = list(_manifests())  # one of each kind, or _manifests() fails
     for name, doc in _k8s_documents():
         if not _is_built_in(doc["apiVersion"]):
             assert CUSTOM_KINDS.get(doc["kind"]) == doc["apiVersion"], name
@@ -532,40 +580,6 @@ def test_service_monitor_scrapes_metrics_on_the_service_ops_port() -> None:
 # ---------------------------------------------------------------- alerts
 
 
-_PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
-_LABEL_LISTS = r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"
-
-
-def _promql_metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression selects (not functions, labels or keywords)."""
-    text = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'', '""', expr)
-    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges and subqueries
-    text = re.sub(_LABEL_LISTS, " ", text)
-    names = set()
-    for match in re.finditer(r"(?<![\w.:])[A-Za-z_:][A-Za-z0-9_:]*", text):
-        if text[match.end() :].lstrip().startswith("("):
-            continue  # a function or an aggregation
-        if match.group().lower() not in _PROMQL_KEYWORDS:
-            names.add(match.group())
-    return names
-
-
-@functools.cache
-def _exposed_metric_names() -> frozenset[str]:
-    """Every series name ``/metrics`` can expose, with the exposition suffixes."""
-    suffixes = {
-        "counter": ("_total", "_created"),
-        "histogram": ("_bucket", "_sum", "_count", "_created"),
-        "summary": ("", "_sum", "_count", "_created"),
-        "info": ("_info",),
-    }
-    names = set()
-    for family in Metrics().registry.collect():
-        names |= {family.name + suffix for suffix in suffixes.get(family.type, ("",))}
-    return frozenset(names)
-
-
 def _heading_anchors(page: str) -> set[str]:
     """GitHub's anchors of a markdown page's headings."""
     anchors, fenced = set(), False
@@ -578,16 +592,24 @@ def _heading_anchors(page: str) -> set[str]:
     return anchors
 
 
-def test_promql_metric_name_parser_finds_selected_metrics_only() -> None:
+def test_promql_metric_names_are_the_selected_metrics_only() -> None:
     expr = (
-        'sum by (reason) (increase(a_total{job="x", b=~"c|d"}[15m] offset 1h)) > 0.5 * '
-        "on (code) group_left (tier) max(b_count) and absent(up == 1) unless c:rate5m"
+        'sum by (reason) (increase(a_total{job="x", b=~"c|d"}[15m] offset 1h)) > on (reason) '
+        "group_left (tier) max by (reason, tier) (b_count) and absent(up == 1) unless c:rate5m "
+        'or {__name__="d_sum"}'
     )
-    assert _promql_metric_names(expr) == {"a_total", "b_count", "up", "c:rate5m"}
+    assert promql_metric_names(expr) == {"a_total", "b_count", "up", "c:rate5m", "d_sum"}
+
+
+def test_promql_metric_names_refuse_what_is_not_promql() -> None:
+    with pytest.raises(ValueError, match="parenthesis"):
+        promql_metric_names("sum(rate(a_total[5m])")
+    with pytest.raises(ValueError, match="__name__"):
+        promql_metric_names('{__name__=~"a_.*"}')
 
 
 def test_exposed_metric_names_carry_the_exposition_suffixes() -> None:
-    names = _exposed_metric_names()
+    names = exposed_metric_names()
     assert "forwarder_events_dead_lettered_total" in names
     assert "forwarder_events_dead_lettered" not in names
     assert "forwarder_http_request_duration_seconds_bucket" in names
@@ -632,13 +654,13 @@ def test_prometheus_rule_alerts_are_complete_and_well_formed() -> None:
 )
 def test_alert_exists_and_watches_its_metric(alert: str, metric: str) -> None:
     (rule,) = [a for a in _alerts() if a["alert"] == alert]
-    assert metric in _promql_metric_names(rule["expr"])
+    assert metric in promql_metric_names(rule["expr"])
 
 
 def test_every_alert_uses_only_metrics_the_code_exposes() -> None:
-    exposed = _exposed_metric_names() | {"up"}
+    exposed = exposed_metric_names() | {"up"}
     for alert in _alerts():
-        used = _promql_metric_names(alert["expr"])
+        used = promql_metric_names(alert["expr"])
         assert used, alert["alert"]
         assert used <= exposed, f"{alert['alert']} uses {used - exposed}"
 
