@@ -58,6 +58,36 @@ def config_show(config: ConfigOption = None) -> None:
     typer.echo(orjson.dumps(redacted(loaded), option=orjson.OPT_INDENT_2).decode())
 
 
+OutputOption = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Where to write it ('-': standard output).")
+]
+
+
+def _write(text: str, output: Path | None, default: str) -> None:
+    if output == Path("-"):
+        typer.echo(text, nl=False)
+        return
+    path = output or Path(default)
+    path.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {path}")
+
+
+@config_app.command("reference")
+def config_reference(output: OutputOption = None) -> None:
+    """Write the configuration reference (docs/configuration.md) from the config model."""
+    from forwarder.config.reference import REFERENCE_PATH, render_reference
+
+    _write(render_reference(), output, REFERENCE_PATH)
+
+
+@config_app.command("schema")
+def config_schema(output: OutputOption = None) -> None:
+    """Write the JSON Schema of forwarder.toml (deploy/forwarder.schema.json) for editors."""
+    from forwarder.config.reference import SCHEMA_PATH, render_schema
+
+    _write(render_schema(), output, SCHEMA_PATH)
+
+
 @app.command()
 def validate(
     file: Annotated[

@@ -4,7 +4,8 @@ Sources, later ones winning: the built-in defaults, the TOML file, environment v
 ``FORWARDER_<SECTION>__<KEY>`` (e.g. ``FORWARDER_KAFKA__BOOTSTRAP_SERVERS``), and the secrets
 ``TD_API_KEY`` / ``TD_WP13N_TOKEN`` (or files named by ``TD_API_KEY_FILE`` /
 ``TD_WP13N_TOKEN_FILE``, as Kubernetes mounts secrets). Any problem raises ``ConfigError``
-naming the key and the fix; nothing downstream ever reads the environment.
+naming the key and the fix; every problem of the file and the environment is found in one
+pass and reported together (``Problems``). Nothing downstream ever reads the environment.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import re
 import tomllib
 import types
 import typing
@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from forwarder.config._checks import check, check_proxy
+from forwarder.config._checks import Problems, check, check_proxy
 from forwarder.config._model import (
     POLICY_ACTIONS,
+    POLICY_KEY,
     BatchConfig,
     Config,
     EndpointConfig,
@@ -58,7 +59,6 @@ _SECTIONS: dict[str, type[Any]] = {
     "registry": RegistryConfig,
 }
 _FREE_SECTIONS = ("routes", "policy", "personalization")
-_POLICY_KEY = re.compile(r"^(transport|[1-5][0-9]{2}(:[0-9]{1,6})?)$")
 # Secrets come from their own variables, never from the TOML file: the endpoint's from
 # TD_API_KEY / TD_WP13N_TOKEN, Kafka's and the registry's from FORWARDER_<SECTION>__<KEY> or
 # FORWARDER_<SECTION>__<KEY>_FILE.
@@ -89,12 +89,23 @@ def load_config(
             raise ConfigError(
                 "--config", f"{path} is not valid TOML: {exc}", "fix the syntax"
             ) from None
-    _refuse_file_secrets(raw)
-    _merge_env(raw, env)
-    _merge_secrets(raw, env)
-    _merge_secret_files(raw)
-    merge_personalization_secret(raw, read_secret(env, "TD_PERSONALIZATION_API_KEY"))
-    return _with_env_proxy(_build(raw, need_secrets), env)
+    return load_raw(raw, env, need_secrets)
+
+
+def load_raw(raw: dict[str, Any], env: Mapping[str, str], need_secrets: bool = True) -> Config:
+    """``load_config`` of a file already parsed (``raw`` is changed)."""
+    p = Problems()
+    _refuse_file_secrets(p, raw)
+    _merge_env(p, raw, env)
+    _merge_secrets(p, raw, env)
+    _merge_secret_files(p, raw)
+    personalization_key = None
+    with p.gather():
+        personalization_key = read_secret(env, "TD_PERSONALIZATION_API_KEY")
+    merge_personalization_secret(p, raw, personalization_key)
+    config = _with_env_proxy(p, _build(p, raw, need_secrets), env)
+    p.raise_any()
+    return config
 
 
 def _bypassed(host: str, no_proxy: str) -> bool:
@@ -111,7 +122,7 @@ def _bypassed(host: str, no_proxy: str) -> bool:
     return False
 
 
-def _env_proxy(url: str, env: Mapping[str, str]) -> str:
+def _env_proxy(p: Problems, url: str, env: Mapping[str, str]) -> str:
     """The proxy ``HTTPS_PROXY``/``HTTP_PROXY`` name for ``url``, unless ``NO_PROXY`` matches."""
     scheme = urlsplit(url).scheme
     variable = next((v for v in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY") if env.get(v)), None)
@@ -123,11 +134,11 @@ def _env_proxy(url: str, env: Mapping[str, str]) -> str:
     proxy = env[variable]
     if "://" not in proxy:
         proxy = f"http://{proxy}"  # curl and httpx accept host:port alone
-    check_proxy(variable, proxy)
+    check_proxy(p, variable, proxy)
     return proxy
 
 
-def _with_env_proxy(config: Config, env: Mapping[str, str]) -> Config:
+def _with_env_proxy(p: Problems, config: Config, env: Mapping[str, str]) -> Config:
     """``endpoint.proxy`` from ``HTTPS_PROXY``/``HTTP_PROXY`` unless set or ``NO_PROXY`` says so.
 
     Resolved here, once, because the sink passes its own transport to httpx, and httpx reads
@@ -139,14 +150,14 @@ def _with_env_proxy(config: Config, env: Mapping[str, str]) -> Config:
     """
     endpoint = config.endpoint
     if not endpoint.proxy:
-        endpoint = dataclasses.replace(endpoint, proxy=_env_proxy(endpoint.base_url, env))
+        endpoint = dataclasses.replace(endpoint, proxy=_env_proxy(p, endpoint.base_url, env))
     registry = config.registry
     if registry.url and not registry.proxy:
-        registry = dataclasses.replace(registry, proxy=_env_proxy(registry.url, env))
+        registry = dataclasses.replace(registry, proxy=_env_proxy(p, registry.url, env))
     services = tuple(
         dataclasses.replace(
             s,
-            proxy=s.proxy or _env_proxy(s.base_url, env),
+            proxy=s.proxy or _env_proxy(p, s.base_url, env),
             ca_file=s.ca_file or endpoint.ca_file,
         )
         for s in config.personalization.services
@@ -159,7 +170,7 @@ def _with_env_proxy(config: Config, env: Mapping[str, str]) -> Config:
     )
 
 
-def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+def _merge_env(p: Problems, raw: dict[str, Any], env: Mapping[str, str]) -> None:
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
@@ -167,7 +178,8 @@ def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         section, key = section.lower(), key.lower()
         target = raw.setdefault(section, {})
         if not isinstance(target, dict):
-            raise ConfigError(section, "must be a table", f"check {name}")
+            p.add(section, "must be a table", f"check {name}")
+            continue
         target[key] = _EnvValue(value, name)
 
 
@@ -179,7 +191,7 @@ class _EnvValue:
     variable: str
 
 
-def _refuse_file_secrets(raw: dict[str, Any]) -> None:
+def _refuse_file_secrets(p: Problems, raw: dict[str, Any]) -> None:
     """A secret in the TOML file ends up in version control and config dumps: refuse it."""
     for section, keys in _ENV_SECRETS.items():
         table = raw.get(section)
@@ -188,8 +200,9 @@ def _refuse_file_secrets(raw: dict[str, Any]) -> None:
         for key in keys:
             for name in (key, f"{key}_file"):
                 if name in table:
+                    del table[name]
                     variable = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
-                    raise ConfigError(
+                    p.add(
                         f"{section}.{name}",
                         "secrets are not read from the config file",
                         f"set {variable} or {variable}_FILE instead",
@@ -207,7 +220,7 @@ def _read_secret_file(variable: str, file_name: str) -> str:
         ) from None
 
 
-def _merge_secret_files(raw: dict[str, Any]) -> None:
+def _merge_secret_files(p: Problems, raw: dict[str, Any]) -> None:
     """``FORWARDER_<SECTION>__<SECRET>_FILE`` (a mounted Kubernetes secret) wins over the
     value."""
     for section, keys in _ENV_SECRETS.items():
@@ -217,20 +230,26 @@ def _merge_secret_files(raw: dict[str, Any]) -> None:
         for key in keys:
             named = table.pop(f"{key}_file", None)
             if isinstance(named, _EnvValue) and named.text:
-                text = _read_secret_file(named.variable, named.text)
-                table[key] = _EnvValue(text, named.variable)
+                with p.gather():
+                    text = _read_secret_file(named.variable, named.text)
+                    table[key] = _EnvValue(text, named.variable)
 
 
-def _merge_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+def _merge_secrets(p: Problems, raw: dict[str, Any], env: Mapping[str, str]) -> None:
     endpoint = raw.setdefault("endpoint", {})
+    if not isinstance(endpoint, dict):
+        return  # reported by _build
     for key, variable in (("api_key", "TD_API_KEY"), ("wp13n_token", "TD_WP13N_TOKEN")):
         if key in endpoint and not isinstance(endpoint[key], _EnvValue):
-            raise ConfigError(
+            del endpoint[key]
+            p.add(
                 f"endpoint.{key}",
                 "secrets are not read from the config file",
                 f"set {variable} or {variable}_FILE instead",
             )
-        value = read_secret(env, variable)
+        value = None
+        with p.gather():
+            value = read_secret(env, variable)
         if value:
             endpoint[key] = Secret(value.strip())
         elif isinstance(endpoint.get(key), _EnvValue):
@@ -253,81 +272,81 @@ def read_secret(env: Mapping[str, str], variable: str) -> str | None:
     return value
 
 
-def _build(raw: dict[str, Any], need_secrets: bool = True) -> Config:
-    unknown = set(raw) - set(_SECTIONS) - set(_FREE_SECTIONS)
-    for section in sorted(unknown):
-        raise ConfigError(
-            section, "unknown section", _suggest(section, [*_SECTIONS, *_FREE_SECTIONS])
-        )
+def _build(p: Problems, raw: dict[str, Any], need_secrets: bool = True) -> Config:
+    """The ``Config``, with a default standing in for every value that has a problem."""
+    for section in sorted(set(raw) - set(_SECTIONS) - set(_FREE_SECTIONS)):
+        p.add(section, "unknown section", _suggest(section, [*_SECTIONS, *_FREE_SECTIONS]))
     built: dict[str, Any] = {}
     for section, cls in _SECTIONS.items():
         table = raw.get(section, {})
         if not isinstance(table, dict):
-            raise ConfigError(section, "must be a table", f"write it as [{section}]")
-        built[section] = _build_section(section, cls, table)
-    built["routes"] = _build_routes(raw.get("routes", {}))
-    built["policy"] = _build_policy(raw.get("policy", {}))
+            p.add(section, "must be a table", f"write it as [{section}]")
+            table = {}
+        built[section] = _build_section(p, section, cls, table)
+    built["routes"] = _build_routes(p, raw.get("routes", {}))
+    built["policy"] = _build_policy(p, raw.get("policy", {}))
     built["personalization"] = build_personalization(
-        raw.get("personalization", {}), built["kafka"], built["endpoint"], need_secrets, _coerce
+        p, raw.get("personalization", {}), built["kafka"], built["endpoint"], need_secrets, _coerce
     )
     config = Config(**built)
-    check(config, need_secrets)
+    check(p, config, need_secrets)
     return config
 
 
-def _build_section(section: str, cls: type[Any], table: dict[str, Any]) -> Any:
+def _build_section(p: Problems, section: str, cls: type[Any], table: dict[str, Any]) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key not in fields:
-            raise ConfigError(f"{section}.{key}", "unknown key", _suggest(key, list(fields)))
-        if (section, key) in _SECRET_KEYS:
+            p.add(f"{section}.{key}", "unknown key", _suggest(key, list(fields)))
+        elif (section, key) in _SECRET_KEYS:
             values[key] = value
-            continue
-        values[key] = _coerce(f"{section}.{key}", value, hints[key])
+        else:
+            with p.gather():
+                values[key] = _coerce(f"{section}.{key}", value, hints[key])
     return cls(**values)
 
 
-def _build_routes(table: Any) -> dict[str, str]:
+def _build_routes(p: Problems, table: Any) -> dict[str, str]:
     if not isinstance(table, dict):
-        raise ConfigError(
-            "routes", "must be a table", 'write it as [routes] page_view = "db.table"'
-        )
+        p.add("routes", "must be a table", 'write it as [routes] page_view = "db.table"')
+        return {}
     routes: dict[str, str] = {}
     for event_type, value in table.items():
         text = value.text if isinstance(value, _EnvValue) else value
         if not isinstance(text, str) or not is_destination(text):
-            raise ConfigError(
+            p.add(
                 f"routes.{event_type}",
                 f"{text!r} is not a database.table",
                 "names are 3-255 characters of a-z, 0-9 and _",
             )
-        routes[event_type] = text
+        else:
+            routes[event_type] = text
     return routes
 
 
-def _build_policy(table: Any) -> dict[str, str]:
+def _build_policy(p: Problems, table: Any) -> dict[str, str]:
     if not isinstance(table, dict):
-        raise ConfigError(
-            "policy", "must be a table", 'write it as [policy] "400:3004" = "isolate"'
-        )
+        p.add("policy", "must be a table", 'write it as [policy] "400:3004" = "isolate"')
+        return {}
     policy: dict[str, str] = {}
     for key, value in table.items():
         text = value.text if isinstance(value, _EnvValue) else value
-        if not _POLICY_KEY.match(str(key)):
-            raise ConfigError(
+        if not POLICY_KEY.match(str(key)):
+            p.add(
                 f"policy.{key}",
                 "is not a status or status:code",
                 'e.g. "500", "400:3004" or "transport"',
             )
-        if text not in POLICY_ACTIONS:
-            raise ConfigError(
+        elif text not in POLICY_ACTIONS:
+            p.add(
                 f"policy.{key}",
                 f"{text!r} is not an action",
                 f"use one of {', '.join(POLICY_ACTIONS)}",
             )
-        policy[str(key)] = text
+        else:
+            policy[str(key)] = text
     return policy
 
 

@@ -252,3 +252,53 @@ def test_bad_policy_rows_name_the_key(tmp_path: Path, line: str, fix: str) -> No
 )
 def test_endpoint_proxy_follows_https_proxy_and_no_proxy(env: dict[str, str], proxy: str) -> None:
     assert load_config(None, {**SECRETS, **env}).endpoint.proxy == proxy
+
+
+def test_every_mistake_is_reported_at_once_each_with_its_key_and_fix(tmp_path: Path) -> None:
+    # The example: three mistakes in three sections, found by three different stages
+    # (a range, a cross-field rule, a type), plus one from the environment.
+    path = _write(
+        tmp_path,
+        "[kafka]\nmax_pending_per_partition = -5\n"
+        '[endpoint]\nregion = "us02"\n'
+        '[limits]\nmax_in_flight = "lots"\n',
+    )
+    env = {**SECRETS, "FORWARDER_BATCH__MAX_EVENTS": "ten"}
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env)
+    found = {p.key: str(p) for p in info.value.problems}
+    assert sorted(found) == [
+        "batch.max_events",
+        "endpoint.region",
+        "kafka.max_pending_per_partition",
+        "limits.max_in_flight",
+    ]
+    assert "use a number above 0" in found["kafka.max_pending_per_partition"]
+    assert "use one of us01, eu01, ap01" in found["endpoint.region"]
+    assert "use an integer or 'adaptive'" in found["limits.max_in_flight"]
+    assert "FORWARDER_BATCH__MAX_EVENTS" in found["batch.max_events"]
+    lines = str(info.value).splitlines()
+    assert lines[0] == "4 problems in the configuration:"
+    assert sorted(line.strip() for line in lines[1:]) == sorted(found.values())
+
+
+def test_a_secret_in_the_file_or_an_unreadable_secret_file_is_named_once(
+    tmp_path: Path,
+) -> None:
+    text = "[batch]\nlinger_ms = -1\n[kafka]\nsasl_password = 'hunter2'\n"
+    env = {"TD_API_KEY_FILE": str(tmp_path / "missing"), "TD_WP13N_TOKEN": "1/2/t"}
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text), env)
+    # Not also "TD_API_KEY: the API key is missing": the file that should hold it is named.
+    assert sorted(p.key for p in info.value.problems) == [
+        "TD_API_KEY_FILE",
+        "batch.linger_ms",
+        "kafka.sasl_password",
+    ]
+    assert "hunter2" not in str(info.value)
+
+
+def test_one_problem_reads_as_before() -> None:
+    error = ConfigError("batch.linger_ms", "must not be negative", "use 0 or more")
+    assert str(error) == "config key 'batch.linger_ms': must not be negative (use 0 or more)"
+    assert [p.key for p in error.problems] == ["batch.linger_ms"]
