@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -323,3 +323,35 @@ def unreachable(result: SendResult) -> bool:
 def status_label(value: int | None) -> str:
     """A status (or none, for a transport error) as a metric label."""
     return "" if value is None else str(value)
+
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class ReceiptGroups(Generic[T]):
+    """The events of a request answered event by event, grouped by what their receipts ask."""
+
+    accepted: list[T] = field(default_factory=list)
+    held: list[T] = field(default_factory=list)  # a pause code: wait for the endpoint
+    retried: list[T] = field(default_factory=list)
+    # Refused as they are (isolate, dead-letter, split), by receipt: one dead-letter reason each.
+    refused: dict[Decision, list[T]] = field(default_factory=dict)
+    retry_decision: Decision | None = None  # the first retried receipt's: the retries follow it
+
+
+def group_by_receipt(events: Sequence[T], decision: Decision) -> ReceiptGroups[T]:
+    """Pair each event with its receipt (one each, in order) and group them by action."""
+    groups: ReceiptGroups[T] = ReceiptGroups()
+    for event, receipt in zip(events, decision.receipts, strict=True):
+        if receipt.action is Action.ACK:
+            groups.accepted.append(event)
+        elif receipt.action is Action.PAUSE:
+            groups.held.append(event)
+        elif receipt.action is Action.RETRY:
+            if groups.retry_decision is None:
+                groups.retry_decision = receipt
+            groups.retried.append(event)
+        else:
+            groups.refused.setdefault(receipt, []).append(event)
+    return groups

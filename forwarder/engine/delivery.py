@@ -47,6 +47,7 @@ from forwarder.core.classify import (
     about_endpoint,
     classify,
     describe,
+    group_by_receipt,
     status_label,
     unreachable,
 )
@@ -372,24 +373,9 @@ class Delivery:
         Returns the events held by a pause code, those to retry, and the decision to retry
         them under (the first retried receipt's).
         """
-        accepted: list[Event] = []
-        held: list[Event] = []
-        retried: list[Event] = []
-        refused: dict[Decision, list[Event]] = {}
-        retry_decision = decision
-        for event, receipt in zip(events, decision.receipts, strict=True):
-            if receipt.action is Action.ACK:
-                accepted.append(event)
-            elif receipt.action is Action.PAUSE:
-                held.append(event)
-            elif receipt.action is Action.RETRY:
-                if not retried:
-                    retry_decision = receipt
-                retried.append(event)
-            else:  # isolate, dead-letter, split: this one event is refused as it is
-                refused.setdefault(receipt, []).append(event)
-        self._ack(destination, accepted)
-        if refused:
+        groups = group_by_receipt(events, decision)
+        self._ack(destination, groups.accepted)
+        if groups.refused:
             await asyncio.gather(
                 *(
                     self._dead_letter_all(
@@ -399,10 +385,10 @@ class Delivery:
                         tries,
                         "too_large" if receipt.action is Action.SPLIT else "rejected",
                     )
-                    for receipt, group in refused.items()
+                    for receipt, group in groups.refused.items()
                 )
             )
-        return held, retried, retry_decision
+        return groups.held, groups.retried, groups.retry_decision or decision
 
     def _ack(self, destination: str, events: Sequence[Event]) -> None:
         if not events:

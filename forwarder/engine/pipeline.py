@@ -48,7 +48,6 @@ from forwarder.core.batcher import Batch, Batcher
 from forwarder.core.classify import Policy
 from forwarder.core.concurrency import Concurrency, ConcurrencySettings
 from forwarder.core.decode import Decoder, Event
-from forwarder.core.destinations import DestinationState
 from forwarder.core.framing import NOT_LOOKED_UP
 from forwarder.core.headers import Failure, attempts_of
 from forwarder.core.health import EndpointHealth, HealthSettings, State
@@ -64,6 +63,7 @@ from forwarder.engine.lag import LagObserver
 from forwarder.engine.limiter import Limiter
 from forwarder.engine.personalization import Activation
 from forwarder.engine.producer_watch import ProducerWatch
+from forwarder.engine.readiness import endpoint_blocked, failing_note, unwritable_topics
 from forwarder.engine.schema_gate import SchemaGate
 from forwarder.engine.workers import Workers
 from forwarder.ports import Publisher
@@ -180,50 +180,21 @@ class Pipeline:
             return False, "starting: connecting to Kafka"
         if not self._joined:
             return False, "waiting for a partition assignment"
-        health = self.health
-        if health.blocked:
-            since = self._now() - (health.since or 0.0)
-            what = "endpoint down" if health.state is State.DOWN else "paused"
-            return (
-                False,
-                f"{what} for {since:.0f}s: {health.cause}; probing, nothing is dead-lettered",
-            )
-        unwritable = self._unwritable_topics()
+        now = self._now()
+        blocked = endpoint_blocked(self.health, now)
+        if blocked:
+            return False, blocked
+        unwritable = unwritable_topics(
+            self._delivery.publish_trouble, now, self.config.health.publish_unready_after_s
+        )
         if unwritable:
             return False, "cannot write " + "; ".join(unwritable)
         if self._producer.problem:
             return False, f"producer: {self._producer.problem}"
-        registry = self._schemas.unready(self._now())
+        registry = self._schemas.unready(now)
         if registry:
             return False, registry
-        return True, "ready" + self._failing_note() + self.activation.readiness_note()
-
-    def _failing_note(self) -> str:
-        """Ready, but say what fails in a scope smaller than the endpoint."""
-        now = self._now()
-        destinations = self.health.destinations
-        degraded = [
-            f"{d} for {destinations.failing_for(d, now):.0f}s"
-            for d in destinations.known()
-            if destinations.state(d) is DestinationState.DEGRADED
-        ]
-        note = f"; degraded destinations: {', '.join(degraded)}" if degraded else ""
-        if self.health.state is State.DEGRADED:
-            note += (
-                f"; requests failing for {self.health.failing_for(now):.0f}s "
-                "(not an outage so far: one batch, or too short)"
-            )
-        return note
-
-    def _unwritable_topics(self) -> list[str]:
-        """Retry or dead-letter topics that refuse writes, or have failed them for too long."""
-        now = self._now()
-        limit = self.config.health.publish_unready_after_s
-        return [
-            f"{topic} ({trouble.error}, for {now - trouble.since:.0f}s)"
-            for topic, trouble in sorted(self._delivery.publish_trouble.items())
-            if not trouble.retriable or now - trouble.since >= limit
-        ]
+        return True, "ready" + failing_note(self.health, now) + self.activation.readiness_note()
 
     def _now(self) -> float:
         return self._event_loop.time() if self._event_loop is not None else time.monotonic()

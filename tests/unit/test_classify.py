@@ -1,6 +1,14 @@
 import pytest
 
-from forwarder.core.classify import Action, Policy, SendResult, classify, error_code
+from forwarder.core.classify import (
+    Action,
+    Decision,
+    Policy,
+    SendResult,
+    classify,
+    error_code,
+    group_by_receipt,
+)
 
 POLICY = Policy()
 
@@ -158,3 +166,24 @@ def test_code_labels_are_the_table_s_codes_those_of_the_policy_or_other() -> Non
         "other",
     }
     assert len(POLICY.known_codes) == 21
+
+
+def test_receipts_group_events_by_action_and_retry_under_the_first_retried_receipt() -> None:
+    ack, pause = Decision(Action.ACK, 200), Decision(Action.PAUSE, 401, 1001)
+    retry_a, retry_b = Decision(Action.RETRY, 500, 2001), Decision(Action.RETRY, 503, 2002)
+    bad, big = Decision(Action.DEAD_LETTER, 400, 3004), Decision(Action.SPLIT, 413)
+    answer = Decision(
+        Action.PARTIAL, 206, receipts=(ack, retry_a, bad, pause, retry_b, bad, big, ack)
+    )
+    groups = group_by_receipt(list("abcdefgh"), answer)
+    assert groups.accepted == ["a", "h"]
+    assert groups.held == ["d"]
+    assert groups.retried == ["b", "e"]
+    assert groups.retry_decision == retry_a
+    assert groups.refused == {bad: ["c", "f"], big: ["g"]}
+
+
+def test_receipts_that_do_not_match_the_events_one_to_one_are_a_bug() -> None:
+    answer = Decision(Action.PARTIAL, 206, receipts=(Decision(Action.ACK, 200),))
+    with pytest.raises(ValueError, match="zip"):
+        group_by_receipt(["a", "b"], answer)

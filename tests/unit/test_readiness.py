@@ -1,0 +1,43 @@
+"""What /readyz says, from the endpoint's health and the topics that refuse writes."""
+
+from __future__ import annotations
+
+from forwarder.core.health import EndpointHealth, HealthSettings, Outcome
+from forwarder.engine.readiness import endpoint_blocked, failing_note, unwritable_topics
+from forwarder.engine.topic_writer import PublishTrouble
+
+
+def _health() -> EndpointHealth:
+    return EndpointHealth(HealthSettings(down_after_failures=3, down_after_s=5.0), 8)
+
+
+def test_a_healthy_endpoint_blocks_nothing_and_notes_nothing() -> None:
+    health = _health()
+    health.observe(Outcome.WORKING, 1.0, destination="db.a")
+    assert endpoint_blocked(health, 2.0) is None
+    assert failing_note(health, 2.0) == ""
+
+
+def test_an_endpoint_down_says_since_when_and_why_and_that_nothing_is_dead_lettered() -> None:
+    health = _health()
+    for i in range(6):
+        health.observe(
+            Outcome.FAILED, float(i * 2), destination="db.a", batch=f"b{i}", cause="503 (2001)"
+        )
+    blocked = endpoint_blocked(health, 20.0)
+    assert blocked is not None
+    assert blocked.startswith("endpoint down for ")
+    assert "503 (2001)" in blocked
+    assert "nothing is dead-lettered" in blocked
+
+
+def test_only_refused_or_long_failing_topics_make_the_forwarder_unready() -> None:
+    trouble = {
+        "clickstream.retry.1": PublishTrouble("KafkaTimeoutError", since=95.0, retriable=True),
+        "clickstream.dlq": PublishTrouble("TopicAuthorizationFailedError", 99.0, False),
+        "other.retry.1": PublishTrouble("KafkaTimeoutError", since=10.0, retriable=True),
+    }
+    assert unwritable_topics(trouble, 100.0, unready_after_s=30.0) == [
+        "clickstream.dlq (TopicAuthorizationFailedError, for 1s)",
+        "other.retry.1 (KafkaTimeoutError, for 90s)",
+    ]
