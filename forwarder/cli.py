@@ -59,33 +59,35 @@ def config_show(config: ConfigOption = None) -> None:
 
 
 OutputOption = Annotated[
-    Path | None, typer.Option("--output", "-o", help="Where to write it ('-': standard output).")
+    Path | None,
+    typer.Option("--output", "-o", help="Write it to this file instead of standard output."),
 ]
 
 
-def _write(text: str, output: Path | None, default: str) -> None:
-    if output == Path("-"):
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
         typer.echo(text, nl=False)
         return
-    path = output or Path(default)
-    path.write_text(text, encoding="utf-8")
-    typer.echo(f"wrote {path}")
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {output}", err=True)
 
 
 @config_app.command("reference")
 def config_reference(output: OutputOption = None) -> None:
-    """Write the configuration reference (docs/configuration.md) from the config model."""
-    from forwarder.config.reference import REFERENCE_PATH, render_reference
+    """Print the configuration reference from the config model (the repository's
+    docs/configuration.md: `forwarder config reference -o docs/configuration.md`)."""
+    from forwarder.config.reference import render_reference
 
-    _write(render_reference(), output, REFERENCE_PATH)
+    _write(render_reference(), output)
 
 
 @config_app.command("schema")
 def config_schema(output: OutputOption = None) -> None:
-    """Write the JSON Schema of forwarder.toml (deploy/forwarder.schema.json) for editors."""
-    from forwarder.config.reference import SCHEMA_PATH, render_schema
+    """Print the JSON Schema of forwarder.toml, for editors (the repository's
+    deploy/forwarder.schema.json: `forwarder config schema -o deploy/forwarder.schema.json`)."""
+    from forwarder.config.reference import render_schema
 
-    _write(render_schema(), output, SCHEMA_PATH)
+    _write(render_schema(), output)
 
 
 @app.command()

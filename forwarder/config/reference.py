@@ -2,7 +2,7 @@
 (``deploy/forwarder.schema.json``), both rendered from the model's field metadata.
 
 Each key's meaning is the ``doc`` of its field in ``_model``; its type and default come from
-the field itself. ``forwarder config reference`` and ``forwarder config schema`` write them, and
+the field itself. ``forwarder config reference`` and ``forwarder config schema`` print them (``-o`` writes them), and
 ``tests/unit/test_config_reference.py`` fails when the committed files differ.
 """
 
@@ -36,7 +36,7 @@ max_in_flight = "lots"
 _TOP = f"""\
 # Configuration
 
-<!-- Generated from forwarder/config/_model.py by `forwarder config reference`: edit there. -->
+<!-- Generated from forwarder/config/_model.py by `forwarder config reference -o docs/configuration.md`: edit there. -->
 
 `forwarder run --config forwarder.toml` reads one TOML file, e.g.
 [deploy/forwarder.toml](../deploy/forwarder.toml); every key has a default.

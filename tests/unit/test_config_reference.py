@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(
     ("path", "render", "command"),
     [
-        (REFERENCE_PATH, render_reference, "forwarder config reference"),
-        (SCHEMA_PATH, render_schema, "forwarder config schema"),
+        (REFERENCE_PATH, render_reference, f"forwarder config reference -o {REFERENCE_PATH}"),
+        (SCHEMA_PATH, render_schema, f"forwarder config schema -o {SCHEMA_PATH}"),
     ],
 )
 def test_the_committed_file_is_what_the_model_renders(
@@ -140,3 +140,20 @@ def test_each_secret_comes_from_the_variable_the_reference_names() -> None:
         config = load_config(None, {**base, f.metadata["env"]: "s3cret"})
         section, name = key.split(".")
         assert getattr(getattr(config, section), name).reveal() == "s3cret", key
+
+
+def test_the_commands_print_what_the_model_renders_or_write_it_with_output(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from forwarder.cli import app
+
+    runner = CliRunner()
+    printed = runner.invoke(app, ["config", "reference"])
+    assert printed.exit_code == 0, printed.output
+    assert printed.stdout == render_reference()
+    target = tmp_path / "schema.json"
+    written = runner.invoke(app, ["config", "schema", "-o", str(target)])
+    assert written.exit_code == 0, written.output
+    assert target.read_text(encoding="utf-8") == render_schema()
