@@ -25,6 +25,7 @@ import yaml
 
 from forwarder.config import Config, load_config
 from forwarder.sandbox.config import DEV_API_KEY, DEV_TOKEN
+from tests.markdown import anchors as markdown_anchors
 from tests.metric_names import exposed_metric_names, promql_metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -580,18 +581,6 @@ def test_service_monitor_scrapes_metrics_on_the_service_ops_port() -> None:
 # ---------------------------------------------------------------- alerts
 
 
-def _heading_anchors(page: str) -> set[str]:
-    """GitHub's anchors of a markdown page's headings."""
-    anchors, fenced = set(), False
-    for line in (ROOT / page).read_text().splitlines():
-        if line.startswith("```"):
-            fenced = not fenced
-        elif not fenced and re.match(r"#{1,6} ", line):
-            title = line.lstrip("#").strip().lower()
-            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
-    return anchors
-
-
 def test_promql_metric_names_are_the_selected_metrics_only() -> None:
     expr = (
         'sum by (reason) (increase(a_total{job="x", b=~"c|d"}[15m] offset 1h)) > on (reason) '
@@ -666,7 +655,7 @@ def test_every_alert_uses_only_metrics_the_code_exposes() -> None:
 
 
 def test_every_alert_links_its_runbook_entry() -> None:
-    anchors = _heading_anchors("docs/operations.md")
+    anchors = markdown_anchors(ROOT / "docs/operations.md")
     for alert in _alerts():
         url = urlsplit(alert["annotations"]["runbook_url"])
         assert url.scheme == "https" and url.path.endswith("/docs/operations.md"), alert["alert"]

@@ -8,55 +8,14 @@ people's servers would fail for reasons outside the project.
 from __future__ import annotations
 
 import re
-import unicodedata
 from pathlib import Path
 
 import pytest
 
+from tests.markdown import anchors, links, slug
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
-
-_FENCE = re.compile(r"^(```|~~~).*?^\1\s*$", re.MULTILINE | re.DOTALL)
-_INLINE_CODE = re.compile(r"`[^`\n]*`")
-_LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
-_HTML_ID = re.compile(r"""<a\s+(?:id|name)=["']([^"']+)["']""")
-
-
-def _prose(text: str) -> str:
-    """The page without its code blocks, where a `[x](y)` is code, not a link."""
-    return _FENCE.sub("", text)
-
-
-def slug(heading: str) -> str:
-    """GitHub's anchor for a heading: markup dropped, lower case, spaces to hyphens, and
-    every character that is not a letter, a digit, a hyphen or an underscore removed."""
-    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)
-    text = text.lower().strip()
-    kept = []
-    for char in text:
-        if char == " ":
-            kept.append("-")
-        elif char in "-_" or unicodedata.category(char)[0] in "LN":
-            kept.append(char)
-    return "".join(kept)
-
-
-def anchors(page: Path) -> set[str]:
-    prose = _prose(page.read_text(encoding="utf-8"))
-    seen: dict[str, int] = {}
-    found = set(_HTML_ID.findall(prose))
-    for heading in _HEADING.findall(prose):
-        base = slug(heading)
-        count = seen.get(base, 0)
-        seen[base] = count + 1
-        found.add(base if count == 0 else f"{base}-{count}")
-    return found
-
-
-def links(page: Path) -> list[str]:
-    prose = _INLINE_CODE.sub("", _prose(page.read_text(encoding="utf-8")))
-    return _LINK.findall(prose)
 
 
 def broken_links(page: Path) -> list[str]:
