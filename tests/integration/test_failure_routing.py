@@ -42,10 +42,6 @@ from .support import (
 PAGE_VIEW = "clickstream.page_view"
 
 
-async def _faults(sandbox: RunningSandbox, **faults: object) -> None:
-    await set_faults(sandbox.url, **faults)
-
-
 async def _all_delivered(sandbox: RunningSandbox, expected: set[str], timeout: float) -> None:
     await wait_delivered(
         sandbox.url, len(expected), timeout, f"{len(expected)} events at the sandbox"
@@ -76,8 +72,8 @@ async def test_transient_errors_and_throttling_deliver_everything_within_the_rat
     rate, burst = 25, 5
     sent = await produce(kafka, topic, TrafficGenerator(seed=11, run_id=topic), 50_000)
     expected = {uuid_of(g.event_id) for g in sent if g.event_id}
-    await _faults(
-        sandbox,
+    await set_faults(
+        sandbox.url,
         errors=[
             {"status": 500, "code": 1003, "rate": 0.10},
             {"status": 429, "code": 2013, "rate": 0.05, "retry_after_s": 1},
@@ -142,8 +138,8 @@ async def test_one_table_failing_for_good_walks_its_tiers_while_the_others_flow(
     failing = _of_table(sent, "page_view")
     healthy = {uuid_of(g.event_id) for g in sent if g.event_id and g.value not in failing}
     assert failing and healthy
-    await _faults(
-        sandbox,
+    await set_faults(
+        sandbox.url,
         errors=[{"status": 503, "rate": 1.0, "retry_after_s": 0}],
         fault_destinations=[PAGE_VIEW],
     )
@@ -186,8 +182,10 @@ async def test_recovery_before_the_last_tier_delivers_instead(
     sent = await produce(kafka, topic, TrafficGenerator(seed=13, run_id=topic), 40)
     expected = {uuid_of(g.event_id) for g in sent if g.event_id}
     failing = _of_table(sent, "page_view")
-    await _faults(
-        sandbox, errors=[{"status": 500, "code": 1001, "rate": 1.0}], fault_destinations=[PAGE_VIEW]
+    await set_faults(
+        sandbox.url,
+        errors=[{"status": 500, "code": 1001, "rate": 1.0}],
+        fault_destinations=[PAGE_VIEW],
     )
     config = _tiered_config(kafka, topic, sandbox, "2,30")
     pipeline = Pipeline(config, REGISTRY)
@@ -198,7 +196,7 @@ async def test_recovery_before_the_last_tier_delivers_instead(
             return failing <= tier1
 
         await wait_for(parked, 60, "page_view events parked on tier 1")
-        await _faults(sandbox, errors=[])
+        await set_faults(sandbox.url, errors=[])
 
         async def delivered() -> bool:
             return expected <= set(await sandbox_uuids(sandbox.url))
@@ -225,7 +223,7 @@ async def test_poison_events_are_isolated_and_only_they_are_dead_lettered(
         await producer.flush()
     finally:
         await producer.stop()
-    await _faults(sandbox, reject_match={"field": "poison", "value": True})
+    await set_faults(sandbox.url, reject_match={"field": "poison", "value": True})
     pipeline = Pipeline(config_for(kafka, topic, sandbox.url), REGISTRY)
     good = {uuid_of(e["event_id"]) for i, e in enumerate(events) if i not in poison_at}
     async with running(pipeline):
@@ -265,7 +263,7 @@ async def test_partial_receipts_retry_only_the_failed_events(
     sent = await produce(kafka, topic, TrafficGenerator(seed=15, run_id=topic), 5_000)
     expected = {uuid_of(g.event_id) for g in sent if g.event_id}
     # 500/1003 in a receipt: a backend failed for these events, they follow the retry path.
-    await _faults(sandbox, receipts_fail_rate=0.1, receipts_code=1003)
+    await set_faults(sandbox.url, receipts_fail_rate=0.1, receipts_code=1003)
     config = config_for(kafka, topic, sandbox.url, retry__attempts=8, retry__backoff_initial_ms=10)
     pipeline = Pipeline(config, REGISTRY)
     async with running(pipeline):
@@ -284,7 +282,7 @@ async def test_a_3004_receipt_dead_letters_the_event_as_rejected_without_walking
 ) -> None:
     sent = await produce(kafka, topic, TrafficGenerator(seed=17, run_id=topic), 2_000)
     expected = {uuid_of(g.event_id) for g in sent if g.event_id}
-    await _faults(sandbox, receipts_fail_rate=0.05, receipts_code=3004)
+    await set_faults(sandbox.url, receipts_fail_rate=0.05, receipts_code=3004)
     # Short tiers: were the 3004s retried, they would reach retries_exhausted within the test.
     pipeline = Pipeline(_tiered_config(kafka, topic, sandbox, "1"), REGISTRY)
     async with running(pipeline):

@@ -28,17 +28,13 @@ from .support import (
 )
 
 
-async def _faults(sandbox: RunningSandbox, **faults: object) -> None:
-    await set_faults(sandbox.url, **faults)
-
-
 async def test_a_poison_event_on_a_quiet_topic_stops_nothing_and_is_dead_lettered(
     kafka: str, topic: str, sandbox: RunningSandbox
 ) -> None:
     (poison,) = await produce(kafka, topic, TrafficGenerator(seed=41, run_id=f"{topic}-p"), 1)
     assert poison.event_id
     # 500/2012 "Lambda function threw an error" for every batch holding this one event.
-    await _faults(sandbox, fail_match={"field": "event_id", "value": poison.event_id})
+    await set_faults(sandbox.url, fail_match={"field": "event_id", "value": poison.event_id})
     config = config_for(
         kafka,
         topic,
@@ -87,7 +83,7 @@ async def test_an_outage_of_hanging_requests_takes_no_tier_and_dead_letters_noth
 ) -> None:
     sent = await produce(kafka, topic, TrafficGenerator(seed=43, run_id=topic), 600)
     expected = {uuid_of(g.event_id) for g in sent if g.event_id}
-    await _faults(sandbox, hang_rate=1.0)  # every request hangs past the forwarder's timeout
+    await set_faults(sandbox.url, hang_rate=1.0)  # every request hangs past the forwarder's timeout
     config = config_for(
         kafka,
         topic,
@@ -110,7 +106,7 @@ async def test_an_outage_of_hanging_requests_takes_no_tier_and_dead_letters_noth
         ready, why = pipeline.readiness()
         assert not ready and "endpoint down" in why, why
         await asyncio.sleep(15)
-        await _faults(sandbox, hang_rate=0.0)
+        await set_faults(sandbox.url, hang_rate=0.0)
         healed = time.monotonic()
 
         async def delivered() -> bool:
