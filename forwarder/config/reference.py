@@ -96,6 +96,10 @@ fallback_outputs = { recommended_products = ["bestseller_1", "bestseller_2"] }
 }
 
 
+# A scalar key's type, by its name in JSON Schema (and on the page).
+_SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
 def _fields(cls: type[Any]) -> Iterator[tuple[dataclasses.Field[Any], Any]]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -183,8 +187,7 @@ def _type_name(hint: Any) -> str:
     if origin is Mapping:
         value = typing.get_args(hint)[1]
         return "table" if value is Any else f"table of {_type_name(value)}s"
-    names = {str: "string", int: "integer", float: "number", bool: "boolean", Secret: "secret"}
-    return names[hint]
+    return "secret" if hint is Secret else _SCALARS[hint]
 
 
 def _default(f: dataclasses.Field[Any], hint: Any) -> str:
@@ -283,8 +286,7 @@ def _property(name: str, hint: Any) -> dict[str, Any]:
         return {"type": "object"} | (
             {} if value is Any else {"additionalProperties": _property(name, value)}
         )
-    names = {str: "string", int: "integer", float: "number", bool: "boolean"}
-    return {"type": names[hint]}
+    return {"type": _SCALARS[hint]}
 
 
 def _json(value: Any) -> Any:
