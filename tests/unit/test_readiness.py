@@ -41,3 +41,24 @@ def test_only_refused_or_long_failing_topics_make_the_forwarder_unready() -> Non
         "clickstream.dlq (TopicAuthorizationFailedError, for 1s)",
         "other.retry.1 (KafkaTimeoutError, for 90s)",
     ]
+
+
+def test_a_degraded_table_is_named_in_the_note_and_leaves_the_endpoint_unblocked() -> None:
+    health = _health()
+    for second in range(60):
+        health.observe(Outcome.FAILED, float(second), destination="db.bad", batch=str(second % 4))
+        health.observe(Outcome.WORKING, second + 0.5, destination="db.good")
+    assert endpoint_blocked(health, 60.0) is None
+    note = failing_note(health, 60.0)
+    assert note.startswith("; degraded destinations: db.bad for ")
+    assert "db.good" not in note
+
+
+def test_one_batch_failing_alone_is_noted_as_not_an_outage_so_far() -> None:
+    health = _health()
+    for second in range(20):
+        health.observe(Outcome.FAILED, float(second), destination="db.a", batch="poison")
+    assert endpoint_blocked(health, 20.0) is None
+    assert failing_note(health, 20.0) == (
+        "; requests failing for 20s (not an outage so far: one batch, or too short)"
+    )
